@@ -1,0 +1,74 @@
+"""Flask application factory (``backend.create_app``)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from backend.config import Settings
+from backend.core.imaging import ImageImportError
+from backend.errors import UserError
+from backend.runtime import Runtime
+from backend.storage import InvalidKeyError
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Create the web app for ``settings`` (default: from the environment).
+
+    The app owns a :class:`Runtime` (database, store, queue) at ``app.extensions["looplabel"]``.
+    """
+    settings = settings or (runtime.settings if runtime else Settings.from_env())
+    runtime = runtime or Runtime(settings)
+    app = Flask(
+        __name__,
+        static_folder=None,
+        template_folder="templates",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
+        MAX_FORM_MEMORY_SIZE=settings.max_upload_mb * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["looplabel"] = runtime
+
+    from backend.api import health, pages, projects
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(projects.bp)
+    app.register_blueprint(pages.bp)
+    _register_error_handlers(app)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(UserError)
+    def _user_error(exc: UserError):
+        return jsonify(exc.as_dict()), exc.status
+
+    @app.errorhandler(ImageImportError)
+    def _import_error(exc: ImageImportError):
+        return jsonify({"error": str(exc)}), getattr(exc, "status", 400)
+
+    @app.errorhandler(InvalidKeyError)
+    def _bad_key(exc: InvalidKeyError):
+        return jsonify({"error": str(exc)}), 400
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc):
+        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        return jsonify({"error": f"the upload is larger than the limit of {limit} MB (MAX_UPLOAD_MB)"}), 413
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if _wants_json():
+            return jsonify({"error": exc.description or exc.name}), exc.code
+        return exc

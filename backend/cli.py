@@ -1,0 +1,208 @@
+"""The ``looplabel`` command line: serve, worker, demo, import, db, user, config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from backend.config import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _runtime():
+    from backend.runtime import Runtime
+
+    return Runtime(_settings())
+
+
+def _fail_on_user_error(func):
+    """Turn the errors users can act on into a one-line message and exit status 1."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from backend.core.imaging import ImageImportError
+        from backend.db import DatabaseNotMigratedError
+        from backend.errors import UserError
+        from backend.storage import StorageError
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            raise click.ClickException(exc.message) from None
+        except (ImageImportError, DatabaseNotMigratedError, StorageError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group()
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: LOG_LEVEL or INFO)")
+def main(log_level: str | None) -> None:
+    """LoopLabel: human-in-the-loop annotation for cell segmentation."""
+    logging.basicConfig(
+        level=(log_level or os.environ.get("LOG_LEVEL") or "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command("config")
+def config_cmd() -> None:
+    """Print the effective settings (secrets masked)."""
+    for key, value in _settings().masked().items():
+        click.echo(f"{key:<20} {value}")
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema migrations."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database (SQLite or PostgreSQL) to REVISION (default: head)."""
+    from backend.db import Database
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    db.upgrade(revision)
+    click.echo(f"database at revision {db.current_revision()}")
+    db.dispose()
+
+
+@db_group.command("current")
+def db_current() -> None:
+    """Show the database's revision and the code's head."""
+    from backend.db import Database
+
+    db = Database(_settings().database_url)
+    click.echo(f"current: {db.current_revision()}  head: {db.head_revision()}")
+    db.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--prod", is_flag=True, help="Run under gunicorn (workers/threads from settings).")
+@_fail_on_user_error
+def serve(host: str, port: int, prod: bool) -> None:
+    """Serve the web app (refuses to start on an un-migrated database)."""
+    from backend import create_app
+    from backend.db import Database
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    db.require_migrated()
+    db.dispose()
+    if prod:
+        try:
+            import gunicorn  # noqa: F401
+        except ImportError:
+            raise click.ClickException("gunicorn is not installed: pip install 'looplabel[prod]'") from None
+        args = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"{host}:{port}",
+            "--workers", str(settings.web_workers),
+            "--threads", str(settings.web_threads),
+            "--access-logfile", "-",
+            "backend.wsgi:app",
+        ]
+        os.execvp(args[0], args)
+    app = create_app(settings)
+    click.echo(f"LoopLabel on http://{host}:{port}  (database {settings.database_url.split('://')[0]}, "
+               f"storage {settings.storage_url.split('://')[0]}, "
+               f"queue {'redis' if settings.redis_url else 'in-process'})")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--queue", "queues", multiple=True, type=click.Choice(["default", "gpu"]), default=["default"],
+              show_default=True, help="Queue(s) to work on; repeat for several.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+def worker(queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (SimpleWorker for the gpu queue so TensorFlow loads once)."""
+    from rq import SimpleWorker, Worker
+
+    from backend.runtime import process_runtime
+
+    rt = process_runtime()
+    if not rt.settings.redis_url:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside `looplabel serve`")
+    rt.db.require_migrated()
+    worker_cls = SimpleWorker if "gpu" in queues else Worker
+    w = worker_cls([rt.queue.rq_queue(q) for q in queues], connection=rt.queue.connection)
+    w.work(burst=burst, with_scheduler=False)
+
+
+@main.command()
+@click.option("--images", default=4, show_default=True, help="Number of synthetic images.")
+@click.option("--size", default=1024, show_default=True, help="Image side in pixels.")
+@_fail_on_user_error
+def demo(images: int, size: int) -> None:
+    """Create the demo project (synthetic tissue, imported like a lab's files). Idempotent."""
+    from backend.services.demo import ensure_demo
+    from backend.services.images import ImportLimits
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    with rt.db.session() as s:
+        project, added = ensure_demo(s, rt.store, n_images=images, size=size,
+                                     limits=ImportLimits.from_settings(rt.settings))
+        click.echo(f"project {project.name!r} (id {project.id}): {len(project.images)} images, {added} added")
+
+
+@main.command("import")
+@click.argument("project")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--channels", default=None, help="Which file channels feed the project's, e.g. 0,2 or DAPI,CD45.")
+@_fail_on_user_error
+def import_cmd(project: str, files: tuple[Path, ...], channels: str | None) -> None:
+    """Import image FILES (TIFF/OME-TIFF/NPZ/PNG) into PROJECT (id or name). All or nothing."""
+    from backend.services.images import ImportLimits, Upload, import_images, parse_channel_map
+    from backend.services.projects import find_project
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    uploads = [Upload(f.name, f.read_bytes()) for f in files]
+    with rt.db.session() as s:
+        proj = find_project(s, project)
+        created = import_images(s, rt.store, proj, uploads, ImportLimits.from_settings(rt.settings),
+                                parse_channel_map(channels))
+        for image in created:
+            click.echo(f"imported {image.name} as image {image.id} ({image.n_channels}×{image.height}×{image.width} {image.dtype})")
+
+
+@main.group("user")
+def user_group() -> None:
+    """Reviewer and admin accounts."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "reviewer"]), required=True)
+@click.option("--password", default=None, help="Default: generated and printed once.")
+@_fail_on_user_error
+def user_add(name: str, role: str, password: str | None) -> None:
+    """Add a user NAME with a role."""
+    from backend.services.users import create_user
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    with rt.db.session() as s:
+        user, pw = create_user(s, name, role, password)
+    click.echo(f"user {user.username} ({user.role}) created" + ("" if password else f"; password: {pw}"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

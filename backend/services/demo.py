@@ -1,0 +1,82 @@
+"""The demo project: synthetic tissue imported through the same path as a lab's files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import tifffile
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.core.synthetic import synthetic_tissue
+from backend.models import Project
+from backend.services.images import ImportLimits, Upload, import_images
+from backend.services.projects import create_project
+from backend.storage import BlobStore
+
+DEMO_NAME = "demo"
+
+
+def synthetic_ome_tiff(height: int, width: int, n_channels: int, seed: int) -> tuple[bytes, list[str]]:
+    """Synthetic tissue written as an OME-TIFF with channel names, as a microscope would."""
+    tissue = synthetic_tissue(height, width, n_channels=n_channels, seed=seed)
+    buf = io.BytesIO()
+    tifffile.imwrite(
+        buf,
+        tissue.image,
+        ome=True,
+        photometric="minisblack",
+        metadata={"axes": "CYX", "Channel": {"Name": list(tissue.channel_names)}},
+    )
+    return buf.getvalue(), list(tissue.channel_names)
+
+
+def synthetic_npz(height: int, width: int, n_channels: int, seed: int) -> bytes:
+    """Synthetic tissue in the TissueNet layout: X (1,H,W,C), y (1,H,W,2) ground truth."""
+    tissue = synthetic_tissue(height, width, n_channels=n_channels, seed=seed)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        X=np.moveaxis(tissue.image, 0, -1)[None],
+        y=np.moveaxis(tissue.labels, 0, -1)[None],
+    )
+    return buf.getvalue()
+
+
+def ensure_demo(
+    session: Session,
+    store: BlobStore,
+    n_images: int = 4,
+    size: int = 1024,
+    n_channels: int = 3,
+    limits: ImportLimits = ImportLimits(),
+) -> tuple[Project, int]:
+    """Create (or complete) the demo project; returns it and how many images were added.
+
+    Idempotent: images already present are kept, missing ones are imported. The images carry
+    their synthetic ground truth (TissueNet-style NPZ), so simulations can score against it.
+    """
+    project = session.scalar(select(Project).where(Project.name == DEMO_NAME))
+    if project is None:
+        names = ["DAPI", "membrane"] + [f"lineage_{i}" for i in range(1, n_channels - 1)]
+        project = create_project(
+            session,
+            DEMO_NAME,
+            names[:n_channels],
+            annotators_per_crop=2,
+            gold_fraction=0.1,
+            instructions=(
+                "Correct the outline of every cell. **Whole cell**: the membrane (green) bounds the cell. "
+                "**Nuclear**: the DAPI (blue) blob inside it. Split merged cells, merge split ones, "
+                "delete debris, and draw cells the model missed."
+            ),
+        )
+    have = {i.name for i in project.images}
+    uploads = []
+    for k in range(n_images):
+        name = f"tissue_{k + 1:02d}.npz"
+        if name not in have:
+            uploads.append(Upload(name, synthetic_npz(size, size, n_channels, seed=1000 + k)))
+    added = import_images(session, store, project, uploads, limits) if uploads else []
+    return project, len(added)
