@@ -1,0 +1,185 @@
+"""Image import over the upload API: formats, channel maps, and every bad-input case.
+
+Each rejected upload must leave the database and the storage exactly as they were.
+"""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from backend.models import Base, Image
+
+
+def _tiff(array, **kw) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, **kw)
+    return buf.getvalue()
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width×height (a decompression bomb's first bytes)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)  # a sliver of the claimed pixels
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _state(runtime):
+    """Everything a failed import must not change: every table's row count and every stored key."""
+    with runtime.db.session() as s:
+        counts = {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}
+    return counts, runtime.store.list("")
+
+
+@pytest.fixture
+def project_id(client):
+    r = client.post("/api/projects", json={"name": "tissue", "channels": ["DAPI", "membrane"]})
+    assert r.status_code == 201, r.json
+    return r.json["id"]
+
+
+def upload(client, project_id, *files, **form):
+    data = {"files": [(io.BytesIO(content), name) for name, content in files], **form}
+    return client.post(f"/api/projects/{project_id}/images", data=data, content_type="multipart/form-data")
+
+
+def test_upload_ome_tiff_png_and_npz(client, runtime, project_id):
+    rng = np.random.default_rng(0)
+    two = rng.integers(0, 4000, size=(2, 40, 50), dtype=np.uint16)
+    ome = _tiff(two, ome=True, photometric="minisblack",
+                metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "membrane"]}})
+    y = np.zeros((2, 40, 50, 2), dtype=np.int32)
+    y[:, 5:15, 5:15, 0] = 70000  # ids above uint16 survive
+    y[:, 7:12, 7:12, 1] = 70000
+    npz = _npz(X=rng.random((2, 40, 50, 2), dtype=np.float32), y=y)
+    r = upload(client, project_id, ("a.ome.tif", ome), ("batch.npz", npz))
+    assert r.status_code == 201, r.json
+    images = r.json["images"]
+    assert len(images) == 3
+    first = images[0]
+    assert (first["n_channels"], first["height"], first["width"], first["dtype"]) == (2, 40, 50, "uint16")
+    assert first["channel_names"] == ["DAPI", "membrane"]
+    with runtime.db.session() as s:
+        row = s.get(Image, first["id"])
+        assert np.array_equal(runtime.store.get_array(row.raw_key), two)
+        lo, hi = np.asarray(row.display_range).T
+        assert np.all(lo <= hi)
+        gt_rows = [s.get(Image, i["id"]) for i in images[1:]]
+        assert all(g.ground_truth_key for g in gt_rows)
+        labels = runtime.store.get_arrays(gt_rows[0].ground_truth_key)["labels"]
+        assert labels.dtype == np.int32 and labels.shape == (2, 40, 50) and labels.max() == 70000
+    listed = client.get(f"/api/projects/{project_id}/images").json["images"]
+    assert [i["id"] for i in listed] == [i["id"] for i in images]
+    thumb = client.get(f"/api/projects/{project_id}/images/{first['id']}/thumbnail.png")
+    assert thumb.status_code == 200 and thumb.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_channel_map_selects_and_orders_channels(client, runtime, project_id):
+    four = np.stack([np.full((20, 30), v, dtype=np.uint8) for v in (10, 20, 30, 40)])
+    tif = _tiff(four, ome=True, photometric="minisblack",
+                metadata={"axes": "CYX", "Channel": {"Name": ["CD3", "DAPI", "CD20", "NaK"]}})
+    r = upload(client, project_id, ("four.tif", tif))
+    assert r.status_code == 400 and "4 channel" in r.json["error"] and "channel map" in r.json["error"]
+    r = upload(client, project_id, ("four.tif", tif), channels="DAPI,NaK")
+    assert r.status_code == 201, r.json
+    with runtime.db.session() as s:
+        raw = runtime.store.get_array(s.get(Image, r.json["images"][0]["id"]).raw_key)
+    assert raw[:, 0, 0].tolist() == [20, 40]
+
+
+def test_duplicate_name_is_a_conflict(client, runtime, project_id):
+    png = io.BytesIO()
+    PILImage.fromarray(np.zeros((10, 10, 3), dtype=np.uint8)).save(png, format="PNG")
+    rgb_project = client.post("/api/projects", json={"name": "rgb", "channels": ["r", "g", "b"]}).json["id"]
+    assert upload(client, rgb_project, ("x.png", png.getvalue())).status_code == 201
+    before = _state(runtime)
+    r = upload(client, rgb_project, ("x.png", png.getvalue()))
+    assert r.status_code == 409 and "x.png" in r.json["error"]
+    assert _state(runtime) == before
+
+
+BAD_INPUTS = {
+    "zero_bytes": (("empty.tif", b""), {}, 400, "empty"),
+    "truncated_tiff": (("cut.tif", None), {}, 400, "cut.tif"),
+    "text_named_tif": (("notes.tif", b"these are my notes, not an image\n" * 10), {}, 400, "notes.tif"),
+    "five_d": (("five.npy", None), {}, 400, "dimension"),
+    "nan": (("nan.npz", None), {}, 400, "nan"),
+    "inf": (("inf.npz", None), {}, 400, "inf"),
+    "too_many_pixels_header": (("bomb.png", _png_header_only(30000, 30000)), {}, 413, "pixel"),
+    "too_many_channels": (("wide.npz", None), {}, 400, "channels"),
+    "path_traversal": (("../../etc/passwd.tif", None), {}, 400, "file name"),
+    "unknown_extension": (("virus.exe", b"MZ\x90\x00"), {}, 400, "virus.exe"),
+}
+
+
+def _bad_content(case):
+    if case == "truncated_tiff":
+        return _tiff(np.zeros((2, 64, 64), dtype=np.uint16))[:300]
+    if case == "five_d":
+        buf = io.BytesIO()
+        np.save(buf, np.zeros((1, 2, 3, 4, 5), dtype=np.float32))
+        return buf.getvalue()
+    if case == "nan":
+        x = np.zeros((16, 16, 2), dtype=np.float32)
+        x[3, 3, 0] = np.nan
+        return _npz(X=x)
+    if case == "inf":
+        x = np.zeros((16, 16, 2), dtype=np.float32)
+        x[3, 3, 1] = np.inf
+        return _npz(X=x)
+    if case == "too_many_channels":
+        return _npz(X=np.zeros((8, 8, 65), dtype=np.uint8))
+    if case == "path_traversal":
+        return _tiff(np.zeros((2, 8, 8), dtype=np.uint8))
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_rejected_and_nothing_changes(client, runtime, project_id, case):
+    (name, content), form, status, needle = BAD_INPUTS[case]
+    if content is None:
+        content = _bad_content(case)
+    good = _tiff(np.ones((2, 16, 16), dtype=np.uint8))
+    before = _state(runtime)
+    # The bad file travels with a good one: all or nothing, so the good one is not kept either.
+    r = upload(client, project_id, ("good.tif", good), (name, content), **form)
+    assert r.status_code == status, (case, r.json)
+    assert needle.lower() in r.json["error"].lower(), r.json["error"]
+    assert _state(runtime) == before
+
+
+def test_pixel_limit_comes_from_settings(client, runtime, project_id, app):
+    runtime.settings = runtime.settings.with_overrides(max_image_pixels=100)
+    before = _state(runtime)
+    r = upload(client, project_id, ("big.tif", _tiff(np.zeros((2, 20, 20), dtype=np.uint8))))
+    assert r.status_code == 413 and "pixel" in r.json["error"].lower()
+    assert _state(runtime) == before
+
+
+def test_malformed_requests(client, runtime, project_id):
+    before = _state(runtime)
+    assert client.post(f"/api/projects/{project_id}/images").status_code == 400
+    assert client.post("/api/projects/999/images", data={"files": [(io.BytesIO(b"x"), "a.tif")]},
+                       content_type="multipart/form-data").status_code == 404
+    r = client.post("/api/projects", data="not json", content_type="application/json")
+    assert r.status_code == 400 and "JSON object" in r.json["error"]
+    r = client.post("/api/projects", json={"name": "x", "channels": ["a"], "overlap": 300})
+    assert r.status_code == 400 and r.json["field"] == "overlap"
+    r = client.post("/api/projects", json={"name": "y", "channels": ["a"], "annotators_per_crop": 2, "quorum": 3})
+    assert r.status_code == 400 and r.json["field"] == "quorum"
+    assert _state(runtime) == before
