@@ -1,0 +1,48 @@
+"""Where label arrays live in the store, and how they are read back (one place for the keys)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend.storage import BlobStore
+
+
+def prediction_key(image_id: int, round_number: int) -> str:
+    return f"labels/{image_id}/r{round_number}.npz"
+
+
+def crop_key(crop_id: int) -> str:
+    return f"crops/{crop_id}.npz"
+
+
+def fused_key(crop_id: int, generation: int) -> str:
+    return f"fused/{crop_id}/g{generation}.npz"
+
+
+def revision_key(assignment_id: int, number: int) -> str:
+    return f"revisions/{assignment_id}/{number}.npz"
+
+
+def stitch_keys(image_id: int, round_number: int) -> tuple[str, str]:
+    base = f"stitches/{image_id}/r{round_number}"
+    return f"{base}/labels.npz", f"{base}/conflicts.npz"
+
+
+def review_revision_key(stitch_id: int, number: int) -> str:
+    return f"reviews/{stitch_id}/{number}.npz"
+
+
+def put_labels(store: BlobStore, key: str, labels: np.ndarray) -> None:
+    """Store an (F,H,W) label stack as ``whole_cell`` / ``nuclear`` int32 arrays."""
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or labels.shape[0] != 2:
+        raise ValueError(f"labels must be (2,H,W), got {labels.shape}")
+    store.put_arrays(key, whole_cell=labels[0].astype(np.int32), nuclear=labels[1].astype(np.int32))
+
+
+def get_labels(store: BlobStore, key: str) -> np.ndarray:
+    """Read an (2,H,W) int32 label stack written by :func:`put_labels` (or a ``labels`` array)."""
+    arrays = store.get_arrays(key)
+    if "labels" in arrays:
+        return arrays["labels"].astype(np.int32, copy=False)
+    return np.stack([arrays["whole_cell"], arrays["nuclear"]]).astype(np.int32, copy=False)

@@ -1,0 +1,225 @@
+"""Crop an image into crowd tasks, fuse each crop's submissions, stitch the crops back.
+
+These are the use cases behind the ``crop_image``, ``fuse_crop`` and ``stitch_image`` jobs.
+Each is idempotent: re-running it rewrites the same rows and keys and creates no duplicates;
+arrays are written before the rows that point at them, so a crash leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.core.consensus import fuse_annotations
+from backend.core.imaging import channels_to_uint8
+from backend.core.metrics import contingency
+from backend.core.tiling import CropWindow, crop_plan, stitch_crops
+from backend.errors import NotFoundError
+from backend.models import (
+    Annotator,
+    Assignment,
+    Crop,
+    Image,
+    LabelRevision,
+    Project,
+    Round,
+    Stitch,
+)
+from backend.services import labels_io
+from backend.storage import BlobStore
+
+
+def _load(session: Session, image_id: int, round_id: int) -> tuple[Image, Round, Project]:
+    image, rnd = session.get(Image, image_id), session.get(Round, round_id)
+    if image is None or rnd is None:
+        raise NotFoundError(f"image {image_id} or round {round_id} does not exist")
+    return image, rnd, session.get(Project, image.project_id)
+
+
+def gold_indices(n_crops: int, fraction: float, seed: int) -> set[int]:
+    """Which crops of a plan become gold: ``round(fraction * n)`` of them, drawn by ``seed``.
+
+    At least one when the fraction is positive and the image has more than one crop (an image
+    that is a single crop is never all gold: its data would never reach the dataset's stitch).
+    """
+    if fraction <= 0 or n_crops == 0:
+        return set()
+    n_gold = max(1, int(round(fraction * n_crops)))
+    n_gold = min(n_gold, n_crops)
+    rng = np.random.default_rng(seed)
+    return set(int(i) for i in rng.choice(n_crops, size=n_gold, replace=False))
+
+
+def crop_image(session: Session, store: BlobStore, image_id: int, round_id: int) -> list[Crop]:
+    """Cut an image and its round's predicted labels into the project's crop plan.
+
+    Each crop stores ``channels`` (C,h,w) uint8 (after the image's display range, so every crop of
+    an image looks alike) and ``labels`` (2,h,w) int32 (the prediction) under ``crops/<id>.npz``.
+    Crops of images with ground truth become gold in the project's fraction: their expert
+    labels (``gold/<id>.npz``) are what they fuse to, and crowd submissions on them only score
+    the annotator.
+    """
+    image, rnd, project = _load(session, image_id, round_id)
+    raw = store.get_array(image.raw_key)
+    predicted = labels_io.get_labels(store, labels_io.prediction_key(image.id, rnd.number))
+    channels = channels_to_uint8(raw, np.asarray(image.display_range, dtype=np.float64))
+    truth = labels_io.get_labels(store, image.ground_truth_key) if image.ground_truth_key else None
+    plan = crop_plan((image.height, image.width), project.crop_size, project.overlap)
+    gold = gold_indices(len(plan), project.gold_fraction, seed=image.id * 7919 + rnd.number) if truth is not None else set()
+    existing = {
+        c.index: c
+        for c in session.scalars(select(Crop).where(Crop.image_id == image.id, Crop.round_id == rnd.id))
+    }
+    crops = []
+    for index, window in enumerate(plan):
+        crop = existing.pop(index, None)
+        if crop is None:
+            crop = Crop(image_id=image.id, round_id=rnd.id, index=index, key="")
+            session.add(crop)
+        crop.y0, crop.x0, crop.y1, crop.x1 = window.y0, window.x0, window.y1, window.x1
+        session.flush()
+        crop.key = labels_io.crop_key(crop.id)
+        ys, xs = window.slices
+        store.put_arrays(crop.key, channels=channels[:, ys, xs], labels=predicted[:, ys, xs])
+        crop.is_gold = index in gold
+        if crop.is_gold:
+            crop.gold_key = f"gold/{crop.id}.npz"
+            labels_io.put_labels(store, crop.gold_key, truth[:, ys, xs])
+            fused = labels_io.fused_key(crop.id, crop.generation)
+            labels_io.put_labels(store, fused, truth[:, ys, xs])
+            crop.fused_key, crop.status = fused, "fused"
+        else:
+            crop.gold_key = None
+            if crop.status != "fused":
+                crop.status = "open"
+        crops.append(crop)
+    for stale in existing.values():  # the plan shrank (project settings changed): drop leftovers
+        session.delete(stale)
+    image.status = "in_crowd"
+    session.flush()
+    return crops
+
+
+def submissions_for(session: Session, crop: Crop) -> list[Assignment]:
+    """Submitted assignments of the crop's current generation, by annotators not blocked, oldest first."""
+    return list(
+        session.scalars(
+            select(Assignment)
+            .join(Annotator, Annotator.id == Assignment.annotator_id)
+            .where(
+                Assignment.crop_id == crop.id,
+                Assignment.status == "submitted",
+                Assignment.generation == crop.generation,
+                Annotator.blocked.is_(False),
+            )
+            .order_by(Assignment.submitted_at, Assignment.id)
+        )
+    )
+
+
+def latest_revision(session: Session, assignment_id: int) -> LabelRevision | None:
+    return session.scalar(
+        select(LabelRevision)
+        .where(LabelRevision.assignment_id == assignment_id)
+        .order_by(LabelRevision.number.desc())
+        .limit(1)
+    )
+
+
+def fuse_crop(session: Session, store: BlobStore, crop_id: int) -> bool:
+    """Fuse the crop's k submissions once it has them; returns whether the crop is fused.
+
+    Gold crops are fused at crop time (to their expert labels). A submission without any saved
+    revision counts as the unchanged prediction. Each used assignment gets its agreement with
+    the consensus (mean matched IoU, missed and extra objects).
+    """
+    crop = session.get(Crop, crop_id)
+    if crop is None:
+        raise NotFoundError(f"no crop with id {crop_id}")
+    if crop.is_gold:
+        return crop.status == "fused"
+    project = session.get(Project, session.get(Image, crop.image_id).project_id)
+    subs = submissions_for(session, crop)[: project.annotators_per_crop]
+    if len(subs) < project.annotators_per_crop:
+        return False
+    predicted = labels_io.get_labels(store, crop.key)
+    arrays = []
+    for a in subs:
+        rev = latest_revision(session, a.id)
+        arrays.append(labels_io.get_labels(store, rev.key) if rev else predicted)
+    result = fuse_annotations(arrays, quorum=project.quorum)
+    key = labels_io.fused_key(crop.id, crop.generation)
+    labels_io.put_labels(store, key, result.labels)
+    for a, agreement in zip(subs, result.agreement):
+        a.agreement = {
+            "mean_iou": float(agreement.mean_iou),
+            "matched": int(agreement.matched),
+            "missed": int(agreement.missed),
+            "extra": int(agreement.extra),
+            "score": float(agreement.score),
+        }
+    crop.fused_key, crop.status = key, "fused"
+    session.flush()
+    return True
+
+
+def image_crops(session: Session, image_id: int, round_id: int) -> list[Crop]:
+    return list(
+        session.scalars(select(Crop).where(Crop.image_id == image_id, Crop.round_id == round_id).order_by(Crop.index))
+    )
+
+
+def all_fused(session: Session, image_id: int, round_id: int) -> bool:
+    crops = image_crops(session, image_id, round_id)
+    return bool(crops) and all(c.status == "fused" for c in crops)
+
+
+def changed_cells(before: np.ndarray, after: np.ndarray, keep_iou: float = 0.95) -> int:
+    """How many cells an edit changed between two (H,W) label images.
+
+    A cell of ``after`` counts when no cell of ``before`` matches it with IoU ≥ ``keep_iou``
+    (drawn, redrawn, split or merged); a cell of ``before`` counts when nothing in ``after``
+    overlaps it with IoU ≥ 0.5 (deleted, or absorbed into a merge).
+    """
+    cont = contingency(before, after)
+    iou = cont.iou()
+    best_after = np.zeros(cont.n_pred)
+    best_before = np.zeros(cont.n_true)
+    if iou.size:
+        np.maximum.at(best_after, cont.pair_pred, iou)
+        np.maximum.at(best_before, cont.pair_true, iou)
+    return int((best_after < keep_iou).sum() + (best_before < 0.5).sum())
+
+
+def stitch_image(session: Session, store: BlobStore, image_id: int, round_id: int) -> Stitch | None:
+    """Stitch the fused crops of an image (None while some crop is not fused).
+
+    Stores the stitched labels and the conflict map, counts the cells the crowd changed against
+    the round's prediction, and puts the image in review. A rejected image that comes back is
+    re-stitched into the same Stitch row (its review revision restarts).
+    """
+    image, rnd, _project = _load(session, image_id, round_id)
+    crops = image_crops(session, image.id, rnd.id)
+    if not crops or any(c.status != "fused" for c in crops):
+        return None
+    plan = [CropWindow(c.y0, c.x0, c.y1, c.x1) for c in crops]
+    label_crops = [labels_io.get_labels(store, c.fused_key) for c in crops]
+    result = stitch_crops(plan, label_crops, (image.height, image.width))
+    labels_key, conflicts_key = labels_io.stitch_keys(image.id, rnd.number)
+    labels_io.put_labels(store, labels_key, result.labels)
+    store.put_arrays(conflicts_key, conflicts=np.asarray(result.conflicts, dtype=bool))
+    predicted = labels_io.get_labels(store, labels_io.prediction_key(image.id, rnd.number))
+    stitch = session.scalar(select(Stitch).where(Stitch.image_id == image.id, Stitch.round_id == rnd.id))
+    if stitch is None:
+        stitch = Stitch(image_id=image.id, round_id=rnd.id, key=labels_key, conflicts_key=conflicts_key)
+        session.add(stitch)
+    stitch.key, stitch.conflicts_key = labels_key, conflicts_key
+    stitch.n_cells = int(len(np.unique(result.labels[0])) - (result.labels[0] == 0).any())
+    stitch.n_conflict_pixels = int(np.count_nonzero(result.conflicts))
+    stitch.n_changed_cells = changed_cells(predicted[0], result.labels[0])
+    stitch.status = "in_review"
+    image.status = "in_review"
+    image.labels_key = labels_key
+    session.flush()
+    return stitch

@@ -1,0 +1,81 @@
+"""RQ job functions: thin wrappers over services that chain the loop's steps.
+
+predict_image → crop_image; fuse_crop → (all crops fused) stitch_image. Each job is idempotent
+and records its progress on its Job row. TensorFlow is imported lazily, only when a trained
+model version is used.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from backend.queue import JobContext, job
+from backend.services import labels_io, stitching
+
+log = logging.getLogger(__name__)
+
+
+@job
+def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
+    """Predict whole-cell and nuclear labels for one image with the round's model.
+
+    Writes ``labels/<image>/r<round>.npz``, then enqueues ``crop_image``.
+    """
+    from backend.models import Image, Round
+    from worker.predict import predict_labels_for
+
+    with ctx.db.session() as s:
+        image, rnd = s.get(Image, image_id), s.get(Round, round_id)
+        raw = ctx.store.get_array(image.raw_key)
+        model_version_id, number, project_id = rnd.model_version_id, rnd.number, image.project_id
+    ctx.progress(0.1, f"predicting {raw.shape[1]}×{raw.shape[2]} px")
+    with ctx.db.session() as s:
+        labels, source = predict_labels_for(s, ctx.store, raw, model_version_id)
+    key = labels_io.prediction_key(image_id, number)
+    labels_io.put_labels(ctx.store, key, labels)
+    with ctx.db.session() as s:
+        image = s.get(Image, image_id)
+        image.labels_key, image.status = key, "predicted"
+        ctx.queue.enqueue(s, "worker.jobs.crop_image", project_id=project_id, image_id=image_id, round_id=round_id)
+    ctx.progress(1.0, f"done: {int(labels[0].max())} cells by {source}")
+    return {"key": key, "source": source}
+
+
+@job
+def crop_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
+    """Cut the image into crowd crops; gold crops are fused at once, so stitch may follow."""
+    with ctx.db.session() as s:
+        crops = stitching.crop_image(s, ctx.store, image_id, round_id)
+        n, n_gold = len(crops), sum(c.is_gold for c in crops)
+        if stitching.all_fused(s, image_id, round_id):
+            ctx.queue.enqueue(s, "worker.jobs.stitch_image", image_id=image_id, round_id=round_id)
+    ctx.progress(1.0, f"done: {n} crops ({n_gold} gold)")
+    return {"crops": n, "gold": n_gold}
+
+
+@job
+def fuse_crop(ctx: JobContext, crop_id: int) -> dict:
+    """Fuse a crop's submissions when it has k of them; stitch its image when all are fused."""
+    from backend.models import Crop
+
+    with ctx.db.session() as s:
+        fused = stitching.fuse_crop(s, ctx.store, crop_id)
+        crop = s.get(Crop, crop_id)
+        ready = fused and stitching.all_fused(s, crop.image_id, crop.round_id)
+        if ready:
+            ctx.queue.enqueue(s, "worker.jobs.stitch_image", image_id=crop.image_id, round_id=crop.round_id)
+    ctx.progress(1.0, "done: fused" if fused else "done: waiting for more submissions")
+    return {"fused": fused, "stitch_enqueued": bool(ready)}
+
+
+@job
+def stitch_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
+    """Stitch an image's fused crops and put it in the review queue."""
+    with ctx.db.session() as s:
+        stitch = stitching.stitch_image(s, ctx.store, image_id, round_id)
+        if stitch is None:
+            return {"stitched": False}
+        out = {"stitched": True, "stitch_id": stitch.id, "cells": stitch.n_cells,
+               "conflict_pixels": stitch.n_conflict_pixels, "changed_cells": stitch.n_changed_cells}
+    ctx.progress(1.0, f"done: {out['cells']} cells, {out['conflict_pixels']} conflict px")
+    return out
