@@ -43,7 +43,7 @@ def _fake_aws(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint():
+def s3_endpoint():
     """URL of an in-process moto S3 server on a free port, for the whole module."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -59,15 +59,15 @@ def fake_aws(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def s3_store(moto_endpoint, fake_aws):
+def s3_store(s3_endpoint, fake_aws):
     bucket = f"test-{uuid.uuid4().hex[:16]}"
-    return S3Store(bucket, S3_PREFIX, endpoint_url=moto_endpoint, create_bucket=True)
+    return S3Store(bucket, S3_PREFIX, endpoint_url=s3_endpoint, create_bucket=True)
 
 
 @pytest.fixture
-def raw_s3(moto_endpoint, fake_aws):
+def raw_s3(s3_endpoint, fake_aws):
     """A plain boto3 client on the moto server, to look behind the store's back."""
-    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -337,9 +337,14 @@ def test_concurrent_reader_only_sees_complete_versions(store):
 
     def read():
         while not done.is_set():
-            data = store.get_bytes("big/blob.bin")
+            try:
+                data = store.get_bytes("big/blob.bin")
+            except Exception as exc:  # a missing or broken blob is a failure too
+                problems.append(repr(exc))
+                continue
             if len(data) != size or data.count(data[:1]) != size:
-                problems.append(len(data))
+                problems.append(f"read {len(data)} bytes, not one complete version")
+                continue
             seen.add(data[0])
 
     threads = [threading.Thread(target=write), threading.Thread(target=read)]
@@ -448,23 +453,23 @@ def test_local_root_that_is_a_file_is_a_storage_error(tmp_path):
 
 
 @pytest.mark.s3
-def test_s3_keys_live_under_the_prefix(s3_store, raw_s3, moto_endpoint):
+def test_s3_keys_live_under_the_prefix(s3_store, raw_s3, s3_endpoint):
     s3_store.put_bytes("images/1/raw.npy", b"x", content_type="application/x-npy")
     listed = raw_s3.list_objects_v2(Bucket=s3_store.bucket)["Contents"]
     assert [entry["Key"] for entry in listed] == [f"{S3_PREFIX}/images/1/raw.npy"]
     head = raw_s3.head_object(Bucket=s3_store.bucket, Key=f"{S3_PREFIX}/images/1/raw.npy")
     assert head["ContentType"] == "application/x-npy"
-    whole_bucket = S3Store(s3_store.bucket, endpoint_url=moto_endpoint)
+    whole_bucket = S3Store(s3_store.bucket, endpoint_url=s3_endpoint)
     assert whole_bucket.list() == [f"{S3_PREFIX}/images/1/raw.npy"]
-    sibling = S3Store(s3_store.bucket, S3_PREFIX + "-other", endpoint_url=moto_endpoint)
+    sibling = S3Store(s3_store.bucket, S3_PREFIX + "-other", endpoint_url=s3_endpoint)
     assert sibling.list() == []
     assert sibling.delete_prefix("") == 0
     assert s3_store.exists("images/1/raw.npy")
 
 
 @pytest.mark.s3
-def test_s3_missing_bucket_is_a_storage_error_naming_it(moto_endpoint, fake_aws):
-    store = S3Store("no-such-bucket", endpoint_url=moto_endpoint)
+def test_s3_missing_bucket_is_a_storage_error_naming_it(s3_endpoint, fake_aws):
+    store = S3Store("no-such-bucket", endpoint_url=s3_endpoint)
     for action in (store.check, lambda: store.get_bytes("x"), lambda: store.list(),
                    lambda: store.put_bytes("x", b"x")):
         with pytest.raises(StorageError, match="no-such-bucket") as info:
@@ -480,8 +485,8 @@ def test_s3_unreachable_endpoint_fails_check(fake_aws):
 
 
 @pytest.mark.s3
-def test_s3_create_bucket_is_idempotent(s3_store, moto_endpoint):
-    again = S3Store(s3_store.bucket, S3_PREFIX, endpoint_url=moto_endpoint, create_bucket=True)
+def test_s3_create_bucket_is_idempotent(s3_store, s3_endpoint):
+    again = S3Store(s3_store.bucket, S3_PREFIX, endpoint_url=s3_endpoint, create_bucket=True)
     s3_store.put_bytes("k", b"v")
     assert again.get_bytes("k") == b"v"
 
@@ -524,11 +529,11 @@ def test_open_store_s3_url_parsing(fake_aws):
 
 
 @pytest.mark.s3
-def test_open_store_s3_url_round_trip_over_http(moto_endpoint, fake_aws):
+def test_open_store_s3_url_round_trip_over_http(s3_endpoint, fake_aws):
     bucket = f"open-{uuid.uuid4().hex[:12]}"
-    store = open_store(f"s3://{bucket}/p", s3_endpoint_url=moto_endpoint, create_bucket=True)
+    store = open_store(f"s3://{bucket}/p", s3_endpoint_url=s3_endpoint, create_bucket=True)
     store.put_arrays("labels/1/r0.npz", whole_cell=np.arange(4, dtype=np.int32))
-    again = open_store(store.url, s3_endpoint_url=moto_endpoint)
+    again = open_store(store.url, s3_endpoint_url=s3_endpoint)
     np.testing.assert_array_equal(again.get_arrays("labels/1/r0.npz")["whole_cell"],
                                   np.arange(4, dtype=np.int32))
 
