@@ -36,11 +36,13 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import health, pages, projects
+    from backend.api import crowd, health, pages, projects, static
 
     app.register_blueprint(health.bp)
     app.register_blueprint(projects.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(crowd.bp)
+    app.register_blueprint(static.bp)
     _register_error_handlers(app)
     return app
 

@@ -238,5 +238,14 @@ def project_dict(session: Session, project: Project) -> dict:
     }
 
 
+def instructions_html(text: str) -> str:
+    """The project's Markdown instructions as HTML, with any raw HTML in them escaped."""
+    import html
+
+    import markdown
+
+    return markdown.markdown(html.escape(text or ""), extensions=["sane_lists"])
+
+
 def list_projects(session: Session) -> list[Project]:
     return list(session.scalars(select(Project).order_by(Project.id)))

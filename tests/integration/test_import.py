@@ -183,3 +183,32 @@ def test_malformed_requests(client, runtime, project_id):
     r = client.post("/api/projects", json={"name": "y", "channels": ["a"], "annotators_per_crop": 2, "quorum": 3})
     assert r.status_code == 400 and r.json["field"] == "quorum"
     assert _state(runtime) == before
+
+
+@pytest.mark.s3
+def test_upload_to_s3_storage_over_http(settings, moto_endpoint, s3_bucket):
+    """The same upload path with STORAGE_URL=s3://… against moto_server: arrays land in the bucket."""
+    import boto3
+
+    from backend.app import build_app
+    from backend.runtime import Runtime
+
+    rt = Runtime(settings.with_overrides(storage_url=f"s3://{s3_bucket}/ll", s3_endpoint_url=moto_endpoint))
+    try:
+        client = build_app(runtime=rt).test_client()
+        assert client.get("/healthz").json["storage"] == "ok"
+        pid = client.post("/api/projects", json={"name": "s3", "channels": ["DAPI", "membrane"]}).json["id"]
+        pixels = np.arange(2 * 30 * 40, dtype=np.uint16).reshape(2, 30, 40)
+        r = upload(client, pid, ("s3.tif", _tiff(pixels)))
+        assert r.status_code == 201, r.json
+        image_id = r.json["images"][0]["id"]
+        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+                .list_objects_v2(Bucket=s3_bucket)["Contents"]]
+        assert f"ll/images/{image_id}/raw.npy" in keys
+        with rt.db.session() as s:
+            assert np.array_equal(rt.store.get_array(s.get(Image, image_id).raw_key), pixels)
+        before = _state(rt)
+        bad = upload(client, pid, ("ok.tif", _tiff(pixels)), ("bad.tif", b"not a tiff"))
+        assert bad.status_code == 400 and _state(rt) == before
+    finally:
+        rt.close()

@@ -1,0 +1,194 @@
+"""Crowd pages and the token-bearing crop API used by the annotation editor.
+
+No cookies here: the page keeps its bearer token in memory. Every response carries the
+project's ``frame-ancestors`` allowlist and ``Referrer-Policy: no-referrer``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from flask import Blueprint, g, jsonify, render_template, request
+
+from backend.api import runtime
+from backend.api.wire import array_response, box_array, box_payload, request_array
+from backend.errors import UserError
+from backend.models import Crop, Image, Project
+from backend.services import tasks
+from backend.services.projects import get_project, instructions_html
+
+bp = Blueprint("crowd", __name__)
+SERVER_TOOLS = ("threshold", "watershed_split", "autofit")
+MTURK_ORIGINS = "https://www.mturk.com https://workersandbox.mturk.com"
+
+
+def frame_ancestors(project: Project | None) -> str:
+    sources = ["'self'"] + [a for a in (project.frame_ancestors if project else []) if a != "'self'"]
+    return " ".join(sources)
+
+
+@bp.after_request
+def crowd_headers(response):
+    project = g.get("crowd_project")
+    response.headers["Content-Security-Policy"] = (
+        f"frame-ancestors {frame_ancestors(project)}; default-src 'self'; img-src 'self' blob: data:; "
+        f"style-src 'self' 'unsafe-inline'; script-src 'self'; connect-src 'self'; "
+        f"form-action 'self' {MTURK_ORIGINS}; base-uri 'none'; object-src 'none'"
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.pop("Set-Cookie", None)
+    return response
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+def _access(session, crop_id: int, write: bool = False) -> tasks.TaskAccess:
+    rt = runtime()
+    access = tasks.authorise(session, _bearer(), crop_id, secret=rt.settings.secret_key,
+                             ttl_s=rt.settings.assignment_ttl_s, write=write)
+    image = session.get(Image, access.crop.image_id)
+    g.crowd_project = session.get(Project, image.project_id)
+    return access
+
+
+def task_dict(session, crop: Crop, access_or_lease) -> dict:
+    image = session.get(Image, crop.image_id)
+    project = session.get(Project, image.project_id)
+    assignment = access_or_lease.assignment
+    _, revision = tasks.current_labels(session, runtime().store, crop, assignment)
+    return {
+        "crop_id": crop.id,
+        "shape": [crop.y1 - crop.y0, crop.x1 - crop.x0],
+        "channels": project.channels,
+        "features": ["whole_cell", "nuclear"],
+        "instructions_html": instructions_html(project.instructions),
+        "platform": project.platform,
+        "revision": revision,
+        "read_only": assignment is None or assignment.status != "leased",
+        "reopen_reason": crop.reopen_reason,
+        "lease_expires_at": assignment.lease_expires_at.isoformat() + "Z" if assignment else None,
+        "assignment_id": assignment.id if assignment else None,
+    }
+
+
+# --- pages ----------------------------------------------------------------------------------------
+@bp.get("/annotate/<int:project_id>")
+def annotate_page(project_id: int):
+    """The editor shell; its script leases a task with the URL's platform parameters."""
+    with runtime().db.session() as s:
+        project = get_project(s, project_id)
+        g.crowd_project = project
+        return render_template("annotate.html", project_id=project.id, project_name=project.name)
+
+
+@bp.get("/annotate/example-host")
+def example_host():
+    """A host page that embeds the crowd editor in an iframe, as a crowdsourcing platform would."""
+    with runtime().db.session() as s:
+        project = s.query(Project).order_by(Project.id).first()
+        project_id = project.id if project else 0
+    response = render_template("example_host.html", project_id=project_id)
+    return response
+
+
+# --- API ------------------------------------------------------------------------------------------
+@bp.post("/api/crowd/<int:project_id>/lease")
+def lease(project_id: int):
+    body = request.get_json(silent=True) or {}
+    params = body.get("params", {})
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        raise UserError("params must be an object of the task link's query parameters")
+    rt = runtime()
+    with rt.db.session() as s:
+        project = get_project(s, project_id)
+        g.crowd_project = project
+        result = tasks.lease_task(s, project, params, secret=rt.settings.secret_key, ttl_s=rt.settings.assignment_ttl_s)
+        return jsonify({"token": result.token, "preview": result.preview, "task": task_dict(s, result.crop, result)})
+
+
+@bp.get("/api/crowd/crops/<int:crop_id>")
+def task_info(crop_id: int):
+    with runtime().db.session() as s:
+        access = _access(s, crop_id)
+        return jsonify(task_dict(s, access.crop, access))
+
+
+@bp.get("/api/crowd/crops/<int:crop_id>/channels")
+def crop_channels(crop_id: int):
+    rt = runtime()
+    with rt.db.session() as s:
+        access = _access(s, crop_id)
+        key = access.crop.key
+    channels = rt.store.get_arrays(key)["channels"]
+    return array_response(channels)
+
+
+@bp.get("/api/crowd/crops/<int:crop_id>/labels")
+def crop_labels(crop_id: int):
+    rt = runtime()
+    with rt.db.session() as s:
+        access = _access(s, crop_id)
+        labels, revision = tasks.current_labels(s, rt.store, access.crop, access.assignment)
+    return array_response(labels, {"X-Revision": str(revision)})
+
+
+@bp.put("/api/crowd/crops/<int:crop_id>/labels")
+def put_labels(crop_id: int):
+    rt = runtime()
+    base_header = request.headers.get("X-Base-Revision", "")
+    if not base_header.isdigit():
+        raise UserError("X-Base-Revision must name the revision these labels were based on")
+    edit_count = request.headers.get("X-Edit-Count", type=int)
+    with rt.db.session() as s:
+        access = _access(s, crop_id, write=True)
+        shape = (2, access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
+        labels = request_array(shape)
+        rev = tasks.save_revision(s, rt.store, access, labels, int(base_header), edit_count)
+        return jsonify({"revision": rev.number, "changed_pixels": rev.changed_pixels}), 201
+
+
+@bp.post("/api/crowd/crops/<int:crop_id>/tools/<tool>")
+def server_tool(crop_id: int, tool: str):
+    """Threshold, watershed split or autofit on a bounding box; returns only the changed box."""
+    from backend.services.label_tools import run_tool
+
+    if tool not in SERVER_TOOLS:
+        raise UserError(f"unknown tool {tool!r}; server tools are {', '.join(SERVER_TOOLS)}")
+    rt = runtime()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise UserError("the request body must be a JSON object")
+    started = time.perf_counter()
+    with rt.db.session() as s:
+        access = _access(s, crop_id, write=True)
+        key = access.crop.key
+        shape = (access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
+    channels = rt.store.get_arrays(key)["channels"]
+    result = run_tool(tool, channels, shape, body, decode_box=box_array)
+    payload = {"tool": tool, "changed": result is not None, "ms": round((time.perf_counter() - started) * 1000, 2)}
+    if result is not None:
+        bbox, labels = result
+        payload.update(bbox=list(bbox), labels=box_payload(labels))
+    return jsonify(payload)
+
+
+@bp.post("/api/crowd/crops/<int:crop_id>/submit")
+def submit(crop_id: int):
+    rt = runtime()
+    body = request.get_json(silent=True) or {}
+    try:
+        active = float(body.get("active_seconds", 0))
+        edits = int(body.get("edit_count", 0))
+    except (TypeError, ValueError):
+        raise UserError("active_seconds and edit_count must be numbers") from None
+    if not np.isfinite(active):
+        raise UserError("active_seconds must be a finite number", field="active_seconds")
+    with rt.db.session() as s:
+        access = _access(s, crop_id, write=True)
+        result = tasks.submit(s, rt.store, rt.queue, access, active_seconds=active, edit_count=edits)
+        return jsonify(result)

@@ -1,0 +1,344 @@
+"""Crowd tasks: lease a crop to an annotator, save label revisions, submit.
+
+Leasing rules: a crop of an open round that is not fused yet, whose current generation has fewer
+than k submitted or live leases, that this annotator has not worked on in this generation. A
+share of the tasks (the project's gold fraction) are gold crops, whose expert labels are known:
+their submissions score the annotator and never feed the data. Expired leases return the crop
+to the pool.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.crowd import Identity, platform_for
+from backend.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, UserError
+from backend.models import Annotator, Assignment, Crop, Image, LabelRevision, Project, Round, utcnow
+from backend.queue import JobQueue
+from backend.services import labels_io
+from backend.services.tokens import TokenClaims, issue_token, token_hash, verify_token
+from backend.storage import BlobStore
+
+
+class NoTaskError(NotFoundError):
+    """Nothing left for this annotator right now."""
+
+
+@dataclass
+class Lease:
+    crop: Crop
+    assignment: Assignment | None  # None for a read-only preview
+    token: str
+    preview: bool
+
+
+def expire_leases(session: Session, now: datetime | None = None) -> int:
+    """Mark leases past their expiry as expired (their crops go back to the pool)."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Assignment)
+        .where(Assignment.status == "leased", Assignment.lease_expires_at < now)
+        .values(status="expired")
+    )
+    return result.rowcount or 0
+
+
+def get_annotator(session: Session, project: Project, platform: str, worker_id: str) -> Annotator:
+    annotator = session.scalar(
+        select(Annotator).where(
+            Annotator.project_id == project.id, Annotator.platform == platform, Annotator.worker_id == worker_id
+        )
+    )
+    if annotator is None:
+        annotator = Annotator(project_id=project.id, platform=platform, worker_id=worker_id)
+        session.add(annotator)
+        session.flush()
+    if annotator.blocked:
+        raise ForbiddenError("this worker id is no longer accepted for this project")
+    return annotator
+
+
+def _busy_count(crop_generation_match, now: datetime):
+    """Correlated count of submissions + live leases of a crop's current generation."""
+    return (
+        select(func.count(Assignment.id))
+        .where(
+            Assignment.crop_id == Crop.id,
+            Assignment.generation == Crop.generation,
+            or_(
+                Assignment.status == "submitted",
+                and_(Assignment.status == "leased", Assignment.lease_expires_at >= now),
+            ),
+        )
+        .correlate(Crop)
+        .scalar_subquery()
+    )
+
+
+def _candidates(session: Session, project: Project, annotator: Annotator, now: datetime, gold: bool):
+    done_by_me = (
+        select(Assignment.id)
+        .where(
+            Assignment.crop_id == Crop.id,
+            Assignment.annotator_id == annotator.id,
+            Assignment.generation == Crop.generation,
+            Assignment.status.in_(("leased", "submitted")),
+        )
+        .correlate(Crop)
+        .exists()
+    )
+    busy = _busy_count(None, now)
+    query = (
+        select(Crop)
+        .join(Image, Image.id == Crop.image_id)
+        .join(Round, Round.id == Crop.round_id)
+        .where(Image.project_id == project.id, Round.status == "open", ~done_by_me, Crop.is_gold.is_(gold))
+    )
+    if gold:
+        query = query.order_by(busy, Crop.id)  # gold: any number of annotators, spread them
+    else:
+        query = query.where(Crop.status == "open", busy < project.annotators_per_crop).order_by(
+            busy.desc(), Crop.id  # finish crops that are nearly done first
+        )
+    return query
+
+
+def _wants_gold(session: Session, project: Project, annotator: Annotator) -> bool:
+    """Mix gold tasks in at the project's fraction, deterministically per annotator history."""
+    if project.gold_fraction <= 0:
+        return False
+    n_done = session.scalar(select(func.count(Assignment.id)).where(Assignment.annotator_id == annotator.id)) or 0
+    rng = np.random.default_rng(annotator.id * 1_000_003 + n_done)
+    return bool(rng.random() < project.gold_fraction)
+
+
+def lease_task(
+    session: Session,
+    project: Project,
+    params: dict,
+    *,
+    secret: str,
+    ttl_s: int,
+    now: datetime | None = None,
+) -> Lease:
+    """Lease the next task for the worker named by the platform parameters ``params``.
+
+    An annotator who still holds a live lease gets it back (with a fresh token) so a page reload
+    continues the same crop. MTurk preview gets a read-only token for a crop, and no lease.
+    """
+    now = now or utcnow()
+    platform = platform_for(project.platform)
+    identity: Identity = platform.identify(params)
+    expire_leases(session, now)
+    if identity.preview:
+        crop = session.scalar(_candidates_any(project))
+        if crop is None:
+            raise NoTaskError("there are no tasks in this project right now")
+        return Lease(crop=crop, assignment=None, token=issue_token(secret, crop.id, None, "preview"), preview=True)
+    annotator = get_annotator(session, project, platform.name, identity.worker_id)
+    live = session.scalar(
+        select(Assignment)
+        .where(Assignment.annotator_id == annotator.id, Assignment.status == "leased", Assignment.lease_expires_at >= now)
+        .order_by(Assignment.id.desc())
+        .limit(1)
+    )
+    if live is not None and (identity.crop_id is None or live.crop_id == identity.crop_id):
+        crop = session.get(Crop, live.crop_id)
+        return _issue(session, secret, crop, live)
+    crop = _pick_crop(session, project, annotator, identity, now)
+    assignment = Assignment(
+        crop_id=crop.id,
+        annotator_id=annotator.id,
+        platform=platform.name,
+        external_worker_id=identity.worker_id,
+        platform_params=identity.params,
+        lease_expires_at=now + timedelta(seconds=ttl_s),
+        status="leased",
+        generation=crop.generation,
+        started_at=now,
+    )
+    session.add(assignment)
+    session.flush()
+    return _issue(session, secret, crop, assignment)
+
+
+def _candidates_any(project: Project):
+    return (
+        select(Crop)
+        .join(Image, Image.id == Crop.image_id)
+        .join(Round, Round.id == Crop.round_id)
+        .where(Image.project_id == project.id, Round.status == "open")
+        .order_by(Crop.id)
+        .limit(1)
+    )
+
+
+def _pick_crop(session: Session, project: Project, annotator: Annotator, identity: Identity, now: datetime) -> Crop:
+    if identity.crop_id is not None:  # per-crop URL (one platform row per crop)
+        crop = session.get(Crop, identity.crop_id)
+        image = session.get(Image, crop.image_id) if crop else None
+        if crop is None or image.project_id != project.id:
+            raise NotFoundError(f"no crop {identity.crop_id} in this project")
+        allowed = session.scalar(
+            _candidates(session, project, annotator, now, crop.is_gold).where(Crop.id == crop.id)
+        )
+        if allowed is None:
+            raise NoTaskError("this crop needs no more annotations from you; thank you")
+        return _lock(session, crop)
+    order = [True, False] if _wants_gold(session, project, annotator) else [False, True]
+    for gold in order:
+        for crop in session.scalars(_candidates(session, project, annotator, now, gold).limit(20)):
+            locked = _lock(session, crop)
+            if gold or _still_needed(session, locked, project, now):
+                return locked
+    raise NoTaskError("there is no task left for you in this project right now; thank you")
+
+
+def _lock(session: Session, crop: Crop) -> Crop:
+    """Row-lock the crop (PostgreSQL) so two leases cannot both take its last slot."""
+    return session.scalar(select(Crop).where(Crop.id == crop.id).with_for_update()) or crop
+
+
+def _still_needed(session: Session, crop: Crop, project: Project, now: datetime) -> bool:
+    busy = session.scalar(
+        select(func.count(Assignment.id)).where(
+            Assignment.crop_id == crop.id,
+            Assignment.generation == crop.generation,
+            or_(Assignment.status == "submitted",
+                and_(Assignment.status == "leased", Assignment.lease_expires_at >= now)),
+        )
+    )
+    return crop.status == "open" and busy < project.annotators_per_crop
+
+
+def _issue(session: Session, secret: str, crop: Crop, assignment: Assignment) -> Lease:
+    token = issue_token(secret, crop.id, assignment.id, "edit")
+    assignment.token_hash = token_hash(token)
+    session.flush()
+    return Lease(crop=crop, assignment=assignment, token=token, preview=False)
+
+
+# --- authorisation of token-bearing requests ------------------------------------------------------
+@dataclass
+class TaskAccess:
+    claims: TokenClaims
+    crop: Crop
+    assignment: Assignment | None
+
+    @property
+    def read_only(self) -> bool:
+        return self.assignment is None or self.assignment.status != "leased"
+
+
+def authorise(session: Session, token: str, crop_id: int, *, secret: str, ttl_s: int,
+              write: bool = False, now: datetime | None = None) -> TaskAccess:
+    """Check a bearer token against the crop it is used on. 401: bad token; 403: wrong crop or
+    a write with a read-only (preview or finished) task; 409: the lease has expired."""
+    now = now or utcnow()
+    claims = verify_token(secret, token, ttl_s)
+    if claims.crop_id != crop_id:
+        raise ForbiddenError("this token belongs to another crop")
+    crop = session.get(Crop, crop_id)
+    if crop is None:
+        raise NotFoundError(f"no crop with id {crop_id}")
+    assignment = None
+    if claims.assignment_id is not None:
+        assignment = session.get(Assignment, claims.assignment_id)
+        if assignment is None or assignment.crop_id != crop_id:
+            raise ForbiddenError("this token belongs to another task")
+        if assignment.token_hash != token_hash(token):
+            raise UnauthorizedError("this token was replaced by a newer one (the task was opened again)")
+    if write:
+        if assignment is None:
+            raise ForbiddenError("this is a read-only preview; accept the task to edit")
+        if assignment.status == "submitted":
+            raise ConflictError("this task is already submitted")
+        if assignment.status != "leased" or assignment.lease_expires_at < now:
+            raise ConflictError("the lease on this task has expired; open the task link again")
+    return TaskAccess(claims=claims, crop=crop, assignment=assignment)
+
+
+# --- revisions -----------------------------------------------------------------------------------
+def current_labels(session: Session, store: BlobStore, crop: Crop, assignment: Assignment | None) -> tuple[np.ndarray, int]:
+    """The newest labels of this assignment (or the crop's prediction) and their revision number."""
+    if assignment is not None:
+        rev = session.scalar(
+            select(LabelRevision).where(LabelRevision.assignment_id == assignment.id)
+            .order_by(LabelRevision.number.desc()).limit(1)
+        )
+        if rev is not None:
+            return labels_io.get_labels(store, rev.key), rev.number
+    return labels_io.get_labels(store, crop.key), 0
+
+
+def check_label_stack(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Validate an uploaded (2,h,w) int32 stack for a crop of ``shape``."""
+    if labels.ndim != 3 or labels.shape[0] != 2 or tuple(labels.shape[1:]) != tuple(shape):
+        raise UserError(f"labels must have shape (2, {shape[0]}, {shape[1]}), got {tuple(labels.shape)}")
+    if labels.size and labels.min() < 0:
+        raise UserError("label ids must be ≥ 0")
+    return labels
+
+
+def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels: np.ndarray, base: int,
+                  edit_count: int | None = None) -> LabelRevision:
+    """Save a new revision on top of ``base``; a stale base is a 409, never a silent overwrite."""
+    crop, assignment = access.crop, access.assignment
+    labels = check_label_stack(labels, (crop.y1 - crop.y0, crop.x1 - crop.x0))
+    previous, current = current_labels(session, store, crop, assignment)
+    if base != current:
+        raise ConflictError(f"revision {base} is stale: the task is at revision {current}; reload it")
+    number = current + 1
+    key = labels_io.revision_key(assignment.id, number)
+    labels_io.put_labels(store, key, labels)
+    rev = LabelRevision(assignment_id=assignment.id, number=number, key=key,
+                        author=assignment.external_worker_id,
+                        changed_pixels=int(np.count_nonzero(previous != labels)))
+    session.add(rev)
+    if edit_count is not None:
+        assignment.edit_count = max(0, int(edit_count))
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent save took this number first
+        session.rollback()
+        raise ConflictError(f"revision {base} is stale: another save landed first; reload it") from None
+    return rev
+
+
+def submit(session: Session, store: BlobStore, queue: JobQueue, access: TaskAccess, *,
+           active_seconds: float, edit_count: int, now: datetime | None = None) -> dict:
+    """Freeze the assignment, record effort, score gold, fuse when the crop has k submissions.
+
+    Returns the completion the page performs (platform handshake) and the completion code.
+    """
+    now = now or utcnow()
+    assignment, crop = access.assignment, access.crop
+    if not 0 <= active_seconds <= 24 * 3600:
+        raise UserError("active_seconds must be between 0 and 86400", field="active_seconds")
+    assignment.status, assignment.submitted_at = "submitted", now
+    assignment.active_seconds = float(active_seconds)
+    assignment.edit_count = max(int(edit_count), assignment.edit_count or 0)
+    assignment.completion_code = secrets.token_hex(6).upper()
+    image = session.get(Image, crop.image_id)
+    project = session.get(Project, image.project_id)
+    if crop.is_gold and crop.gold_key:
+        from backend.core.metrics import object_metrics
+
+        labels, _ = current_labels(session, store, crop, assignment)
+        gold = labels_io.get_labels(store, crop.gold_key)
+        f1s = [object_metrics(gold[f], labels[f]).f1 for f in range(2) if gold[f].any() or labels[f].any()]
+        assignment.gold_score = float(np.mean(f1s)) if f1s else 1.0
+    else:
+        queue.enqueue(session, "worker.jobs.fuse_crop", project_id=project.id, crop_id=crop.id)
+    action = platform_for(assignment.platform).completion(
+        assignment.completion_code, assignment.platform_params or {}, project.platform_settings or {}
+    )
+    session.flush()
+    return {"completion": action.as_dict(), "assignment_id": assignment.id}

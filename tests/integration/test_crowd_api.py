@@ -1,0 +1,285 @@
+"""Crowd task API: leasing, revisions, submit, platforms, and token security (SQLite + PostgreSQL)."""
+
+import io
+import time
+import zlib
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from backend.models import Assignment, Crop, Job, Round, utcnow
+from backend.services import labels_io, tasks
+from backend.services.images import Upload, import_images
+from backend.services.projects import create_project
+from backend.services.stitching import crop_image
+
+
+def two_disks(h=100, w=100):
+    """Whole-cell labels: two touching disks sharing id 7 (a merge to split), a third cell id 70001."""
+    yy, xx = np.mgrid[:h, :w]
+    labels = np.zeros((2, h, w), dtype=np.int32)
+    labels[0][(yy - 20) ** 2 + (xx - 14) ** 2 <= 81] = 7
+    labels[0][(yy - 20) ** 2 + (xx - 30) ** 2 <= 81] = 7
+    labels[0][(yy - 70) ** 2 + (xx - 70) ** 2 <= 100] = 70001
+    labels[1][(yy - 70) ** 2 + (xx - 70) ** 2 <= 16] = 70001
+    return labels
+
+
+def make_project(rt, *, k=2, gold_fraction=0.0, platform="generic", with_truth=False, **settings):
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 1000, size=(100, 100, 2), dtype=np.uint16)
+    buf = io.BytesIO()
+    arrays = {"X": pixels}
+    if with_truth:
+        arrays["y"] = np.moveaxis(two_disks(), 0, -1)
+    np.savez(buf, **arrays)
+    with rt.db.session() as s:
+        project = create_project(s, f"crowd-{platform}", ["DAPI", "membrane"], crop_size=64, overlap=8,
+                                 annotators_per_crop=k, gold_fraction=gold_fraction, platform=platform,
+                                 frame_ancestors=["https://host.example"], **settings)
+        image = import_images(s, rt.store, project, [Upload("img.npz", buf.getvalue())])[0]
+        rnd = Round(project_id=project.id, number=0)
+        s.add(rnd)
+        s.flush()
+        labels_io.put_labels(rt.store, labels_io.prediction_key(image.id, 0), two_disks())
+        crops = crop_image(s, rt.store, image.id, rnd.id)
+        return project.id, [c.id for c in crops]
+
+
+def lease(client, project_id, **params):
+    return client.post(f"/api/crowd/{project_id}/lease", json={"params": params})
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def get_labels(client, crop_id, token):
+    r = client.get(f"/api/crowd/crops/{crop_id}/labels", headers=auth(token))
+    assert r.status_code == 200, r.data
+    shape = tuple(int(n) for n in r.headers["X-Shape"].split(","))
+    return np.frombuffer(zlib.decompress(r.data), dtype="<i4").reshape(shape), int(r.headers["X-Revision"])
+
+
+def put_labels(client, crop_id, token, labels, base, **headers):
+    body = zlib.compress(np.ascontiguousarray(labels, dtype="<i4").tobytes())
+    return client.put(f"/api/crowd/crops/{crop_id}/labels", data=body,
+                      headers={**auth(token), "X-Base-Revision": str(base), "X-Dtype": "int32",
+                               "X-Shape": ",".join(map(str, labels.shape)), **headers})
+
+
+def test_lease_k_per_crop_no_repeats_and_reload(client, runtime):
+    project_id, crop_ids = make_project(runtime, k=2)
+    a = lease(client, project_id, worker="ann-a").json
+    b = lease(client, project_id, worker="ann-b").json
+    c = lease(client, project_id, worker="ann-c").json
+    assert a["task"]["crop_id"] == b["task"]["crop_id"] == crop_ids[0]  # fill a crop before the next
+    assert c["task"]["crop_id"] == crop_ids[1]
+    # Reloading the task link returns the same lease with a new token; the old token is retired.
+    a2 = lease(client, project_id, worker="ann-a").json
+    assert a2["task"]["crop_id"] == crop_ids[0] and a2["token"] != a["token"]
+    assert client.get(f"/api/crowd/crops/{crop_ids[0]}", headers=auth(a["token"])).status_code == 401
+    assert client.get(f"/api/crowd/crops/{crop_ids[0]}", headers=auth(a2["token"])).status_code == 200
+    r = client.post(f"/api/crowd/crops/{crop_ids[0]}/submit", json={"active_seconds": 12.5, "edit_count": 3},
+                    headers=auth(a2["token"]))
+    assert r.status_code == 200, r.json
+    a3 = lease(client, project_id, worker="ann-a").json
+    assert a3["task"]["crop_id"] not in (crop_ids[0],)
+
+
+def test_expired_leases_return_the_crop_to_the_pool(runtime):
+    project_id, crop_ids = make_project(runtime, k=1)
+    ttl = 60
+    with runtime.db.session() as s:
+        from backend.models import Project
+
+        project = s.get(Project, project_id)
+        first = tasks.lease_task(s, project, {"worker": "slow"}, secret="k", ttl_s=ttl)
+        assert first.crop.id == crop_ids[0]
+        other = tasks.lease_task(s, project, {"worker": "fast"}, secret="k", ttl_s=ttl)
+        assert other.crop.id == crop_ids[1]  # the first crop is taken while the lease lives
+        later = utcnow() + timedelta(seconds=ttl + 1)
+        again = tasks.lease_task(s, project, {"worker": "late"}, secret="k", ttl_s=ttl, now=later)
+        assert again.crop.id == crop_ids[0]
+        assert s.get(Assignment, first.assignment.id).status == "expired"
+
+
+def test_gold_tasks_are_mixed_in_and_scored(client, runtime):
+    project_id, crop_ids = make_project(runtime, k=1, gold_fraction=0.5, with_truth=True)
+    with runtime.db.session() as s:
+        gold_ids = set(s.scalars(select(Crop.id).where(Crop.is_gold.is_(True))))
+    assert len(gold_ids) == 2  # round(0.5 * 4)
+    seen_gold = 0
+    for n in range(12):
+        r = lease(client, project_id, worker=f"w{n}")
+        assert r.status_code == 200
+        crop_id, token = r.json["task"]["crop_id"], r.json["token"]
+        if crop_id in gold_ids:
+            seen_gold += 1
+            truth, base = get_labels(client, crop_id, token)  # the prediction equals the truth here
+            assert put_labels(client, crop_id, token, truth, base).status_code == 201
+        client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 1}, headers=auth(token))
+    assert 2 <= seen_gold <= 10
+    with runtime.db.session() as s:
+        scored = s.scalars(select(Assignment).where(Assignment.crop_id.in_(gold_ids))).all()
+        assert scored and all(a.gold_score == pytest.approx(1.0) for a in scored)
+        fuse_jobs = s.scalars(select(Job).where(Job.kind == "fuse_crop")).all()
+        assert all(j.args["crop_id"] not in gold_ids for j in fuse_jobs)  # gold never feeds the data
+
+
+def test_revisions_conflicts_and_bad_bodies(client, runtime):
+    project_id, crop_ids = make_project(runtime)
+    t = lease(client, project_id, worker="rev").json
+    crop_id, token = t["task"]["crop_id"], t["token"]
+    labels, rev = get_labels(client, crop_id, token)
+    assert rev == 0 and labels.shape == (2, 64, 64) and labels.dtype == np.int32
+    edited = labels.copy()
+    edited[0, 50:60, 50:60] = 123456
+    r = put_labels(client, crop_id, token, edited, 0)
+    assert r.status_code == 201 and r.json == {"revision": 1, "changed_pixels": 100}
+    stale = put_labels(client, crop_id, token, labels, 0)
+    assert stale.status_code == 409 and "stale" in stale.json["error"]
+    again, rev = get_labels(client, crop_id, token)
+    assert rev == 1 and np.array_equal(again, edited)  # the stale save changed nothing
+    wrong_shape = put_labels(client, crop_id, token, edited[:, :32], 1)
+    assert wrong_shape.status_code == 400 and "shape" in wrong_shape.json["error"]
+    body = zlib.compress(edited.astype(np.uint8).tobytes())
+    wrong_dtype = client.put(f"/api/crowd/crops/{crop_id}/labels", data=body,
+                             headers={**auth(token), "X-Base-Revision": "1", "X-Dtype": "uint8"})
+    assert wrong_dtype.status_code == 400 and "int32" in wrong_dtype.json["error"]
+    garbage = client.put(f"/api/crowd/crops/{crop_id}/labels", data=b"\x00not zlib",
+                         headers={**auth(token), "X-Base-Revision": "1"})
+    assert garbage.status_code == 400 and "deflate" in garbage.json["error"]
+    short = client.put(f"/api/crowd/crops/{crop_id}/labels", data=zlib.compress(b"\x00" * 100),
+                       headers={**auth(token), "X-Base-Revision": "1"})
+    assert short.status_code == 400
+    negative = edited.copy()
+    negative[0, 0, 0] = -5
+    assert put_labels(client, crop_id, token, negative, 1).status_code == 400
+    no_base = client.put(f"/api/crowd/crops/{crop_id}/labels", data=zlib.compress(edited.tobytes()), headers=auth(token))
+    assert no_base.status_code == 400 and "X-Base-Revision" in no_base.json["error"]
+    _, rev = get_labels(client, crop_id, token)
+    assert rev == 1
+
+
+def test_channels_are_uint8_deflate_with_shape(client, runtime):
+    project_id, _ = make_project(runtime)
+    t = lease(client, project_id, worker="ch").json
+    r = client.get(f"/api/crowd/crops/{t['task']['crop_id']}/channels", headers=auth(t["token"]))
+    assert r.status_code == 200 and r.headers["X-Dtype"] == "uint8" and r.headers["X-Shape"] == "2,64,64"
+    assert len(zlib.decompress(r.data)) == 2 * 64 * 64
+
+
+def test_submit_freezes_and_enqueues_fusion(client, runtime):
+    project_id, crop_ids = make_project(runtime, k=1)
+    t = lease(client, project_id, worker="sub").json
+    crop_id, token = t["task"]["crop_id"], t["token"]
+    r = client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 42, "edit_count": 7},
+                    headers=auth(token))
+    assert r.status_code == 200
+    completion = r.json["completion"]
+    assert completion["kind"] == "post_message" and len(completion["code"]) == 12
+    runtime.queue.join()
+    with runtime.db.session() as s:
+        a = s.get(Assignment, r.json["assignment_id"])
+        assert (a.status, a.active_seconds, a.edit_count, a.completion_code) == ("submitted", 42, 7, completion["code"])
+        assert s.get(Crop, crop_id).status == "fused"  # k = 1: fused right away
+    labels, rev = get_labels(client, crop_id, token)
+    after = put_labels(client, crop_id, token, labels, rev)
+    assert after.status_code == 409 and "submitted" in after.json["error"]
+    twice = client.post(f"/api/crowd/crops/{crop_id}/submit", json={}, headers=auth(token))
+    assert twice.status_code == 409
+    bad = lease(client, project_id, worker="sub2").json
+    r = client.post(f"/api/crowd/crops/{bad['task']['crop_id']}/submit", json={"active_seconds": "lots"},
+                    headers=auth(bad["token"]))
+    assert r.status_code == 400
+
+
+def test_tokens_are_bound_to_their_crop(client, runtime):
+    project_id, crop_ids = make_project(runtime, k=1)
+    a = lease(client, project_id, worker="a").json
+    b = lease(client, project_id, worker="b").json
+    assert a["task"]["crop_id"] != b["task"]["crop_id"]
+    other = b["task"]["crop_id"]
+    assert client.get(f"/api/crowd/crops/{other}/labels", headers=auth(a["token"])).status_code == 403
+    labels = np.zeros((2, 64, 64), dtype=np.int32)
+    assert put_labels(client, other, a["token"], labels, 0).status_code == 403
+    tampered = a["token"][:-3] + ("AAA" if not a["token"].endswith("AAA") else "BBB")
+    assert client.get(f"/api/crowd/crops/{a['task']['crop_id']}", headers=auth(tampered)).status_code == 401
+    assert client.get(f"/api/crowd/crops/{a['task']['crop_id']}").status_code == 401
+    forged = tasks.issue_token("another-secret", a["task"]["crop_id"], a["task"]["assignment_id"])
+    assert client.get(f"/api/crowd/crops/{a['task']['crop_id']}", headers=auth(forged)).status_code == 401
+
+
+def test_expired_token_is_401(client, runtime):
+    project_id, _ = make_project(runtime)
+    t = lease(client, project_id, worker="exp").json
+    runtime.settings = runtime.settings.with_overrides(assignment_ttl_s=1)
+    time.sleep(2.1)
+    r = client.get(f"/api/crowd/crops/{t['task']['crop_id']}", headers=auth(t["token"]))
+    assert r.status_code == 401 and "expired" in r.json["error"]
+
+
+def test_security_headers_and_no_cookies(client, runtime):
+    project_id, _ = make_project(runtime)
+    responses = [lease(client, project_id, worker="hdr")]
+    token, crop_id = responses[0].json["token"], responses[0].json["task"]["crop_id"]
+    responses += [
+        client.get(f"/api/crowd/crops/{crop_id}/labels", headers=auth(token)),
+        client.get(f"/api/crowd/crops/{crop_id}/channels", headers=auth(token)),
+        client.get(f"/api/crowd/crops/{crop_id + 999}", headers=auth(token)),
+        client.get(f"/annotate/{project_id}?worker=hdr"),
+    ]
+    for r in responses:
+        assert "frame-ancestors 'self' https://host.example" in r.headers["Content-Security-Policy"]
+        assert r.headers["Referrer-Policy"] == "no-referrer"
+        assert "Set-Cookie" not in r.headers
+
+
+def test_mturk_preview_is_read_only_and_submit_is_a_form_post(client, runtime):
+    project_id, _ = make_project(runtime, platform="mturk")
+    p = lease(client, project_id, assignmentId="ASSIGNMENT_ID_NOT_AVAILABLE", hitId="H1").json
+    assert p["preview"] is True and p["task"]["read_only"] is True
+    crop_id = p["task"]["crop_id"]
+    labels, rev = get_labels(client, crop_id, p["token"])
+    assert put_labels(client, crop_id, p["token"], labels, rev).status_code == 403
+    assert client.post(f"/api/crowd/crops/{crop_id}/submit", json={}, headers=auth(p["token"])).status_code == 403
+    hostile = lease(client, project_id, assignmentId="A1", hitId="H1", workerId="W1",
+                    turkSubmitTo="https://evil.example")
+    assert hostile.status_code == 400 and "turkSubmitTo" in hostile.json["error"]
+    t = lease(client, project_id, assignmentId="A1", hitId="H1", workerId="W1",
+              turkSubmitTo="https://workersandbox.mturk.com").json
+    r = client.post(f"/api/crowd/crops/{t['task']['crop_id']}/submit", json={}, headers=auth(t["token"]))
+    c = r.json["completion"]
+    assert c["kind"] == "form_post" and c["url"] == "https://workersandbox.mturk.com/mturk/externalSubmit"
+    assert c["fields"]["assignmentId"] == "A1"
+
+
+def test_prolific_redirects_with_the_study_completion_code(client, runtime):
+    project_id, _ = make_project(runtime, platform="prolific", platform_settings={"completion_code": "C0DE42"})
+    missing = lease(client, project_id, STUDY_ID="S", SESSION_ID="X")
+    assert missing.status_code == 400 and "PROLIFIC_PID" in missing.json["error"]
+    t = lease(client, project_id, PROLIFIC_PID="p1", STUDY_ID="S", SESSION_ID="X").json
+    r = client.post(f"/api/crowd/crops/{t['task']['crop_id']}/submit", json={}, headers=auth(t["token"]))
+    c = r.json["completion"]
+    assert c["kind"] == "redirect" and c["url"].endswith("?cc=C0DE42")
+
+
+def test_per_crop_urls_and_blocked_workers(client, runtime):
+    project_id, crop_ids = make_project(runtime, platform="appen", k=1)
+    t = lease(client, project_id, worker_id="row", crop=str(crop_ids[2])).json
+    assert t["task"]["crop_id"] == crop_ids[2]
+    client.post(f"/api/crowd/crops/{crop_ids[2]}/submit", json={}, headers=auth(t["token"]))
+    full = lease(client, project_id, worker_id="row2", crop=str(crop_ids[2]))
+    assert full.status_code == 404  # k = 1 reached
+    assert lease(client, project_id, worker_id="row3", crop="999999").status_code == 404
+    with runtime.db.session() as s:
+        from backend.models import Annotator
+
+        s.scalar(select(Annotator).where(Annotator.worker_id == "row")).blocked = True
+    assert lease(client, project_id, worker_id="row").status_code == 403
+    assert lease(client, project_id).status_code == 400
+    assert client.post(f"/api/crowd/{project_id}/lease", json={"params": {"worker_id": ["x"]}}).status_code == 400
+    assert lease(client, project_id, worker_id="../../etc").status_code == 400
