@@ -204,5 +204,124 @@ def user_add(name: str, role: str, password: str | None) -> None:
     click.echo(f"user {user.username} ({user.role}) created" + ("" if password else f"; password: {pw}"))
 
 
+@main.group("round")
+def round_group() -> None:
+    """Rounds of the loop: predict → crop → crowd → stitch → review."""
+
+
+@round_group.command("start")
+@click.argument("project")
+@click.option("--wait", is_flag=True, help="With the in-process queue: wait until prediction and cropping finish.")
+@_fail_on_user_error
+def round_start(project: str, wait: bool) -> None:
+    """Start the next round of PROJECT: predict every image not yet approved, crop, open tasks."""
+    from backend.services.projects import find_project
+    from backend.services.rounds import start_round
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    with rt.db.session() as s:
+        rnd = start_round(s, rt.queue, find_project(s, project))
+        number = rnd.number
+    click.echo(f"round {number} started")
+    if wait and hasattr(rt.queue, "join"):
+        rt.queue.join()
+        click.echo("prediction and cropping finished")
+
+
+@main.command()
+@click.argument("project")
+@click.option("--steps", type=int, default=None, help="Training steps (default: TRAIN_STEPS).")
+@click.option("--backbone", type=click.Choice(["resnet50", "small"]), default=None,
+              help="Default: TRAIN_BACKBONE.")
+@click.option("--wait", is_flag=True, help="With the in-process queue: wait for the training to finish.")
+@_fail_on_user_error
+def train(project: str, steps: int | None, backbone: str | None, wait: bool) -> None:
+    """Build a dataset from PROJECT's approved images and train a new model version."""
+    from backend.services.projects import find_project
+    from backend.services.registry import start_retraining
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    with rt.db.session() as s:
+        job = start_retraining(s, rt.queue, find_project(s, project), steps=steps or rt.settings.train_steps,
+                               backbone=backbone or rt.settings.train_backbone, reason="cli")
+        job_id = job.id
+    click.echo(f"retraining queued (job {job_id})")
+    if wait and hasattr(rt.queue, "join"):
+        rt.queue.join()
+        from backend.models import Job
+
+        with rt.db.session() as s:
+            for row in s.query(Job).filter(Job.id >= job_id).order_by(Job.id):
+                click.echo(f"{row.kind}: {row.status} {row.message}")
+
+
+@main.group("model")
+def model_group() -> None:
+    """Model versions: list, promote, roll back."""
+
+
+@model_group.command("list")
+@click.argument("project")
+@_fail_on_user_error
+def model_list(project: str) -> None:
+    from backend.models import ModelVersion
+    from backend.services.projects import find_project
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        proj = find_project(s, project)
+        for mv in s.query(ModelVersion).filter_by(project_id=proj.id).order_by(ModelVersion.version):
+            f1 = (mv.metrics or {}).get("f1")
+            click.echo(f"v{mv.version} (id {mv.id}) {mv.status:<9} {mv.backbone:<8} "
+                       f"F1 {f1:.3f}" if f1 is not None else f"v{mv.version} (id {mv.id}) {mv.status}")
+
+
+@model_group.command("promote")
+@click.argument("model_version_id", type=int)
+@_fail_on_user_error
+def model_promote(model_version_id: int) -> None:
+    """Promote a ready model version: the next round predicts with it."""
+    from backend.services.registry import promote
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        mv = promote(s, model_version_id)
+        click.echo(f"model v{mv.version} promoted")
+
+
+@model_group.command("rollback")
+@click.argument("project")
+@_fail_on_user_error
+def model_rollback(project: str) -> None:
+    """Retire the promoted version and promote the previous one (or fall back to the baseline)."""
+    from backend.services.projects import find_project
+    from backend.services.registry import roll_back
+
+    rt = _runtime()
+    with rt.db.session() as s:
+        previous = roll_back(s, find_project(s, project).id)
+        click.echo(f"model v{previous.version} promoted again" if previous else "back to the classical baseline")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Check every project once and exit.")
+@click.option("--interval", default=300.0, show_default=True, help="Seconds between checks.")
+def scheduler(once: bool, interval: float) -> None:
+    """Start retraining rounds when projects are due (N new approved images, or every T hours)."""
+    from worker.scheduler import run_forever, run_once
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    if once:
+        for started in run_once(rt):
+            click.echo(f"{started['project']}: retraining queued (job {started['job_id']}): {started['reason']}")
+        if hasattr(rt.queue, "join"):
+            rt.queue.join()
+        return
+    run_forever(rt, interval)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

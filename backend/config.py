@@ -54,6 +54,8 @@ class Settings:
     web_threads: int = 8
     log_level: str = "INFO"
     queue_prefix: str = ""
+    train_backbone: str = "resnet50"
+    train_steps: int = 2000
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -86,6 +88,8 @@ class Settings:
             web_threads=_int_env(env, "WEB_THREADS", 8),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             queue_prefix=env.get("QUEUE_PREFIX") or "",
+            train_backbone=env.get("TRAIN_BACKBONE") or "resnet50",
+            train_steps=_int_env(env, "TRAIN_STEPS", 2000),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -79,3 +79,38 @@ def stitch_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
                "conflict_pixels": stitch.n_conflict_pixels, "changed_cells": stitch.n_changed_cells}
     ctx.progress(1.0, f"done: {out['cells']} cells, {out['conflict_pixels']} conflict px")
     return out
+
+
+@job
+def build_dataset(ctx: JobContext, project_id: int, then_train: dict | None = None) -> dict:
+    """Approved images → DatasetVersion (QC, 80/10/10, 256² tiles); optionally chain a training."""
+    from backend.services import datasets
+
+    with ctx.db.session() as s:
+        ds = datasets.build_dataset(s, ctx.store, project_id, progress=ctx.progress)
+        out = {"dataset_id": ds.id, "version": ds.version, "tiles": ds.n_tiles, "qc": ds.qc}
+        if then_train:
+            ctx.queue.enqueue(s, "worker.jobs.train_model", queue="gpu", project_id=project_id,
+                              dataset_id=ds.id, **then_train)
+    ctx.progress(1.0, f"done: dataset v{out['version']} with {sum(out['tiles'].values())} tiles")
+    return out
+
+
+@job
+def train_model(ctx: JobContext, project_id: int, dataset_id: int, steps: int, backbone: str,
+                reason: str = "") -> dict:
+    """Fine-tune (or train) a PanopticNet on a dataset version, evaluate it, promote by the rule."""
+    from worker.training import train_version
+
+    result = train_version(ctx, project_id, dataset_id, steps, backbone, reason)
+    ctx.progress(1.0, f"done: F1 {result['f1']:.3f} (reference {result['reference_f1']:.3f})"
+                 + (", promoted" if result["promoted"] else ""))
+    return result
+
+
+@job
+def evaluate_model(ctx: JobContext, model_version_id: int, dataset_id: int | None = None) -> dict:
+    """Re-evaluate a stored model version on a dataset's test split."""
+    from worker.training import evaluate_version
+
+    return evaluate_version(ctx, model_version_id, dataset_id)

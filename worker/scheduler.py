@@ -1,0 +1,48 @@
+"""Periodic retraining trigger: start a round of training when a project is due.
+
+Run as ``looplabel scheduler`` (a loop) or ``looplabel scheduler --once`` (e.g. from cron).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import select
+
+from backend.errors import UserError
+from backend.models import Project
+from backend.services import registry
+
+log = logging.getLogger(__name__)
+
+
+def run_once(runtime) -> list[dict]:
+    """Start retraining for every project that is due; returns what was started."""
+    started = []
+    with runtime.db.session() as s:
+        project_ids = list(s.scalars(select(Project.id)))
+    for project_id in project_ids:
+        with runtime.db.session() as s:
+            project = s.get(Project, project_id)
+            reason = registry.retraining_due(s, project)
+            if reason is None or registry.training_in_progress(s, project_id):
+                continue
+            try:
+                job = registry.start_retraining(s, runtime.queue, project, steps=runtime.settings.train_steps,
+                                                backbone=runtime.settings.train_backbone, reason=f"scheduler: {reason}")
+            except UserError as exc:
+                log.info("project %s not retrained: %s", project.name, exc)
+                continue
+            started.append({"project": project.name, "job_id": job.id, "reason": reason})
+            log.info("retraining %s: %s", project.name, reason)
+    return started
+
+
+def run_forever(runtime, interval_s: float = 300.0) -> None:
+    while True:
+        try:
+            run_once(runtime)
+        except Exception:  # keep the scheduler alive; the error is logged
+            log.exception("scheduler pass failed")
+        time.sleep(interval_s)
