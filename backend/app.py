@@ -33,16 +33,24 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
         MAX_CONTENT_LENGTH=settings.max_upload_mb * 1024 * 1024,
         MAX_FORM_MEMORY_SIZE=settings.max_upload_mb * 1024 * 1024,
         JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import crowd, health, pages, projects, static
+    from backend.api import auth, crowd, health, pages, projects, static
 
     app.register_blueprint(health.bp)
     app.register_blueprint(projects.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(crowd.bp)
     app.register_blueprint(static.bp)
+    app.register_blueprint(auth.bp)
+    app.before_request(auth.check_csrf)
+    app.jinja_env.globals["csrf_token"] = auth.csrf_token
+    app.jinja_env.globals["current_user"] = auth.current_user
     _register_error_handlers(app)
     return app
 

@@ -56,6 +56,7 @@ class Settings:
     queue_prefix: str = ""
     train_backbone: str = "resnet50"
     train_steps: int = 2000
+    secure_cookies: bool = False
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -90,6 +91,7 @@ class Settings:
             queue_prefix=env.get("QUEUE_PREFIX") or "",
             train_backbone=env.get("TRAIN_BACKBONE") or "resnet50",
             train_steps=_int_env(env, "TRAIN_STEPS", 2000),
+            secure_cookies=(env.get("SECURE_COOKIES") or "").lower() in ("1", "true", "yes"),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -175,3 +175,39 @@ def app(runtime):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+ADMIN_PASSWORD = "admin-password-1"
+REVIEWER_PASSWORD = "reviewer-password-1"
+
+
+def basic_auth(username: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def users(runtime):
+    """An admin ("admin") and a reviewer ("reviewer") with known passwords."""
+    from backend.services.users import create_user
+
+    with runtime.db.session() as s:
+        create_user(s, "admin", "admin", ADMIN_PASSWORD)
+        create_user(s, "reviewer", "reviewer", REVIEWER_PASSWORD)
+    return {"admin": ADMIN_PASSWORD, "reviewer": REVIEWER_PASSWORD}
+
+
+@pytest.fixture
+def admin_client(app, users):
+    """A test client authenticated as the admin with HTTP Basic (no cookie, no CSRF needed)."""
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = basic_auth("admin", ADMIN_PASSWORD)
+    return c
+
+
+@pytest.fixture
+def reviewer_client(app, users):
+    c = app.test_client()
+    c.environ_base["HTTP_AUTHORIZATION"] = basic_auth("reviewer", REVIEWER_PASSWORD)
+    return c

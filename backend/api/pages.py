@@ -3,12 +3,14 @@
 from flask import Blueprint, render_template
 
 from backend.api import runtime
+from backend.api.auth import require_role
 from backend.services import projects as project_service
 
 bp = Blueprint("pages", __name__)
 
 
 @bp.get("/")
+@require_role("reviewer")
 def index():
     rt = runtime()
     with rt.db.session() as s:
@@ -17,6 +19,7 @@ def index():
 
 
 @bp.get("/projects/<int:project_id>")
+@require_role("reviewer")
 def project_page(project_id: int):
     with runtime().db.session() as s:
         project = project_service.get_project(s, project_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from backend.api import runtime
+from backend.api.auth import current_user, require_role
 from backend.errors import UserError
 from backend.services import images as image_service
 from backend.services import projects as project_service
@@ -21,13 +22,17 @@ def json_body() -> dict:
 
 @bp.get("")
 def list_projects():
+    """Every project; anonymous callers get the public summary (id, name, channels, image count)."""
+    full = current_user() is not None
     with runtime().db.session() as s:
-        return jsonify(
-            {"projects": [project_service.project_dict(s, p) for p in project_service.list_projects(s)]}
-        )
+        rows = [project_service.project_dict(s, p) for p in project_service.list_projects(s)]
+    if not full:
+        rows = [{k: r[k] for k in ("id", "name", "channels", "n_images")} for r in rows]
+    return jsonify({"projects": rows})
 
 
 @bp.post("")
+@require_role("admin")
 def create_project():
     body = json_body()
     name = body.pop("name", None)
@@ -38,12 +43,14 @@ def create_project():
 
 
 @bp.get("/<int:project_id>")
+@require_role("reviewer")
 def get_project(project_id: int):
     with runtime().db.session() as s:
         return jsonify(project_service.project_dict(s, project_service.get_project(s, project_id)))
 
 
 @bp.patch("/<int:project_id>")
+@require_role("admin")
 def update_project(project_id: int):
     with runtime().db.session() as s:
         project = project_service.update_project(s, project_id, json_body())
@@ -51,6 +58,7 @@ def update_project(project_id: int):
 
 
 @bp.get("/<int:project_id>/images")
+@require_role("reviewer")
 def list_images(project_id: int):
     with runtime().db.session() as s:
         project = project_service.get_project(s, project_id)
@@ -58,6 +66,7 @@ def list_images(project_id: int):
 
 
 @bp.post("/<int:project_id>/images")
+@require_role("admin")
 def upload_images(project_id: int):
     """Multipart upload of one or more files (field ``files``; optional ``channels`` map).
 
@@ -81,12 +90,14 @@ def upload_images(project_id: int):
 
 
 @bp.get("/<int:project_id>/images/<int:image_id>")
+@require_role("reviewer")
 def get_image(project_id: int, image_id: int):
     with runtime().db.session() as s:
         return jsonify(image_service.image_dict(image_service.get_image(s, image_id, project_id)))
 
 
 @bp.get("/<int:project_id>/images/<int:image_id>/thumbnail.png")
+@require_role("reviewer")
 def image_thumbnail(project_id: int, image_id: int):
     rt = runtime()
     size = min(max(request.args.get("size", 256, type=int), 16), 1024)

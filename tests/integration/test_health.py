@@ -1,5 +1,13 @@
+import pytest
+
 from backend.app import build_app
 from backend.runtime import Runtime
+
+
+@pytest.fixture
+def client(admin_client):
+    """Uploads and project settings are admin actions."""
+    return admin_client
 
 
 def test_healthz_all_ok(client):

@@ -14,6 +14,13 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 
 from backend.models import Base, Image
+from tests.conftest import basic_auth
+
+
+@pytest.fixture
+def client(admin_client):
+    """Uploads and project settings are admin actions."""
+    return admin_client
 
 
 def _tiff(array, **kw) -> bytes:
@@ -186,7 +193,7 @@ def test_malformed_requests(client, runtime, project_id):
 
 
 @pytest.mark.s3
-def test_upload_to_s3_storage_over_http(settings, moto_endpoint, s3_bucket):
+def test_upload_to_s3_storage_over_http(settings, moto_endpoint, s3_bucket, users):
     """The same upload path with STORAGE_URL=s3://… against moto_server: arrays land in the bucket."""
     import boto3
 
@@ -196,6 +203,7 @@ def test_upload_to_s3_storage_over_http(settings, moto_endpoint, s3_bucket):
     rt = Runtime(settings.with_overrides(storage_url=f"s3://{s3_bucket}/ll", s3_endpoint_url=moto_endpoint))
     try:
         client = build_app(runtime=rt).test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = basic_auth("admin", users["admin"])
         assert client.get("/healthz").json["storage"] == "ok"
         pid = client.post("/api/projects", json={"name": "s3", "channels": ["DAPI", "membrane"]}).json["id"]
         pixels = np.arange(2 * 30 * 40, dtype=np.uint16).reshape(2, 30, 40)
