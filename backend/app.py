@@ -40,7 +40,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import auth, crowd, health, pages, projects, static
+    from backend.api import auth, crowd, health, pages, projects, review, static
 
     app.register_blueprint(health.bp)
     app.register_blueprint(projects.bp)
@@ -48,6 +48,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     app.register_blueprint(crowd.bp)
     app.register_blueprint(static.bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(review.bp)
     app.before_request(auth.check_csrf)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
     app.jinja_env.globals["current_user"] = auth.current_user

@@ -214,6 +214,10 @@ def stitch_image(session: Session, store: BlobStore, image_id: int, round_id: in
     if stitch is None:
         stitch = Stitch(image_id=image.id, round_id=rnd.id, key=labels_key, conflicts_key=conflicts_key)
         session.add(stitch)
+    elif stitch.status == "rejected":
+        # back from the crowd: the new stitch becomes the newest review revision
+        stitch.revision += 1
+        session.add(LabelRevision(stitch_id=stitch.id, number=stitch.revision, key=labels_key, author="stitch"))
     stitch.key, stitch.conflicts_key = labels_key, conflicts_key
     stitch.n_cells = int(len(np.unique(result.labels[0])) - (result.labels[0] == 0).any())
     stitch.n_conflict_pixels = int(np.count_nonzero(result.conflicts))

@@ -1,0 +1,162 @@
+"""Expert review of stitched images: queue, edits with optimistic concurrency, approve, reject.
+
+A rejection sends the chosen crops back to the crowd with the reason (their generation is
+bumped, so new annotators work on them and old submissions no longer count); once they are fused
+again the image is re-stitched and returns to the queue by itself — nobody reassigns by hand.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.core.metrics import contingency
+from backend.errors import ConflictError, NotFoundError, UserError
+from backend.models import Crop, Image, LabelRevision, Review, Round, Stitch, User, utcnow
+from backend.services import labels_io
+from backend.services.rounds import close_round_if_done
+from backend.storage import BlobStore
+
+
+def get_stitch(session: Session, stitch_id: int) -> Stitch:
+    stitch = session.get(Stitch, stitch_id)
+    if stitch is None:
+        raise NotFoundError(f"no stitched image with id {stitch_id}")
+    return stitch
+
+
+def review_queue(session: Session, project_id: int | None = None) -> list[dict]:
+    """Stitched images waiting for review, oldest first, with what needs the expert's eye."""
+    query = (
+        select(Stitch, Image)
+        .join(Image, Image.id == Stitch.image_id)
+        .where(Stitch.status == "in_review")
+        .order_by(Stitch.updated_at, Stitch.id)
+    )
+    if project_id is not None:
+        query = query.where(Image.project_id == project_id)
+    return [
+        {
+            "stitch_id": st.id, "image_id": im.id, "image_name": im.name, "project_id": im.project_id,
+            "height": im.height, "width": im.width, "n_cells": st.n_cells,
+            "n_conflict_pixels": st.n_conflict_pixels, "n_changed_cells": st.n_changed_cells,
+            "revision": st.revision, "waiting_since": st.updated_at.isoformat() + "Z",
+        }
+        for st, im in session.execute(query)
+    ]
+
+
+def current_review_labels(session: Session, store: BlobStore, stitch: Stitch) -> tuple[np.ndarray, int]:
+    """The newest reviewed labels (or the stitch itself) and the revision number."""
+    if stitch.revision:
+        rev = session.scalar(
+            select(LabelRevision).where(LabelRevision.stitch_id == stitch.id, LabelRevision.number == stitch.revision)
+        )
+        if rev is not None:
+            return labels_io.get_labels(store, rev.key), stitch.revision
+    return labels_io.get_labels(store, stitch.key), stitch.revision
+
+
+def save_review_revision(session: Session, store: BlobStore, stitch: Stitch, labels: np.ndarray, base: int,
+                         author: str) -> LabelRevision:
+    """Save a reviewer's labels on top of revision ``base``; a stale base (another reviewer saved
+    first) is a 409 and changes nothing."""
+    image = session.get(Image, stitch.image_id)
+    if labels.shape != (2, image.height, image.width):
+        raise UserError(f"labels must have shape (2, {image.height}, {image.width}), got {labels.shape}")
+    if stitch.status != "in_review":
+        raise ConflictError(f"this image is {stitch.status}, not in review")
+    previous, current = current_review_labels(session, store, stitch)
+    if base != current:
+        raise ConflictError(f"revision {base} is stale: another reviewer saved revision {current}; reload")
+    number = current + 1
+    key = labels_io.review_revision_key(stitch.id, number)
+    labels_io.put_labels(store, key, labels)
+    claimed = session.execute(
+        update(Stitch).where(Stitch.id == stitch.id, Stitch.revision == base).values(revision=number, updated_at=utcnow())
+    ).rowcount
+    if claimed != 1:
+        store.delete(key)
+        raise ConflictError(f"revision {base} is stale: another reviewer saved first; reload")
+    rev = LabelRevision(stitch_id=stitch.id, number=number, key=key, author=author,
+                        changed_pixels=int(np.count_nonzero(previous != labels)))
+    session.add(rev)
+    session.flush()
+    session.refresh(stitch)
+    return rev
+
+
+def changed_mask(store: BlobStore, stitch: Stitch, round_number: int, image_id: int, labels: np.ndarray) -> np.ndarray:
+    """(H,W) bool: whole-cell pixels of cells the crowd changed against the model's prediction."""
+    predicted = labels_io.get_labels(store, labels_io.prediction_key(image_id, round_number))[0]
+    current = labels[0]
+    cont = contingency(predicted, current)
+    best = np.zeros(cont.n_pred)
+    if cont.pair_pred.size:
+        np.maximum.at(best, cont.pair_pred, cont.iou())
+    changed_ids = cont.pred_ids[best < 0.95]
+    return np.isin(current, changed_ids)
+
+
+def approve(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | None, base: int | None = None) -> Review:
+    """Accept the image's current labels as ground truth for training."""
+    if stitch.status != "in_review":
+        raise ConflictError(f"this image is {stitch.status}, not in review")
+    labels, revision = current_review_labels(session, store, stitch)
+    if base is not None and base != revision:
+        raise ConflictError(f"you reviewed revision {base}, but revision {revision} was saved since; reload")
+    image = session.get(Image, stitch.image_id)
+    rnd = session.get(Round, stitch.round_id)
+    key = f"images/{image.id}/approved_r{rnd.number}.npz"
+    labels_io.put_labels(store, key, labels)
+    image.labels_key, image.status = key, "approved"
+    stitch.status = "approved"
+    review = Review(stitch_id=stitch.id, reviewer_id=reviewer.id if reviewer else None, decision="approved",
+                    reason="", crop_ids=[])
+    session.add(review)
+    session.flush()
+    close_round_if_done(session, rnd)
+    return review
+
+
+def reject(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | None, reason: str,
+           crop_ids: list[int]) -> Review:
+    """Send the chosen crops back to the crowd with ``reason``; the image returns when re-stitched.
+
+    The next annotators start from the image's current labels in each crop (the consensus plus
+    the reviewer's fixes so far), not from the model's prediction.
+    """
+    if stitch.status != "in_review":
+        raise ConflictError(f"this image is {stitch.status}, not in review")
+    reason = (reason or "").strip()
+    if not reason:
+        raise UserError("say why the image is rejected: the reason is shown to the next annotators", field="reason")
+    if len(reason) > 2000:
+        raise UserError("the reason must be at most 2000 characters", field="reason")
+    if not isinstance(crop_ids, list) or not crop_ids or not all(isinstance(c, int) for c in crop_ids):
+        raise UserError("select the crops that need another pass (crop_ids)", field="crop_ids")
+    crops = {c.id: c for c in session.scalars(
+        select(Crop).where(Crop.image_id == stitch.image_id, Crop.round_id == stitch.round_id))}
+    unknown = [c for c in crop_ids if c not in crops]
+    if unknown:
+        raise UserError(f"crop(s) {unknown} do not belong to this image", field="crop_ids")
+    gold = [c for c in crop_ids if crops[c].is_gold]
+    if gold:
+        raise UserError(f"crop(s) {gold} are gold crops with expert labels; fix them here instead", field="crop_ids")
+    current, _ = current_review_labels(session, store, stitch)
+    for crop_id in sorted(set(crop_ids)):
+        crop = crops[crop_id]
+        arrays = store.get_arrays(crop.key)
+        arrays["labels"] = current[:, crop.y0:crop.y1, crop.x0:crop.x1]
+        store.put_arrays(crop.key, **arrays)
+        crop.generation += 1
+        crop.status, crop.fused_key, crop.reopen_reason = "open", None, reason
+    stitch.status = "rejected"
+    image = session.get(Image, stitch.image_id)
+    image.status = "in_crowd"
+    review = Review(stitch_id=stitch.id, reviewer_id=reviewer.id if reviewer else None, decision="rejected",
+                    reason=reason, crop_ids=sorted(set(crop_ids)))
+    session.add(review)
+    session.flush()
+    return review
