@@ -33,13 +33,13 @@ def synthetic_ome_tiff(height: int, width: int, n_channels: int, seed: int) -> t
 
 
 def synthetic_npz(height: int, width: int, n_channels: int, seed: int) -> bytes:
-    """Synthetic tissue in the TissueNet layout: X (1,H,W,C), y (1,H,W,2) ground truth."""
+    """Synthetic tissue in the TissueNet layout for one image: X (H,W,C), y (H,W,2) ground truth."""
     tissue = synthetic_tissue(height, width, n_channels=n_channels, seed=seed)
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
-        X=np.moveaxis(tissue.image, 0, -1)[None],
-        y=np.moveaxis(tissue.labels, 0, -1)[None],
+        X=np.moveaxis(tissue.image, 0, -1),
+        y=np.moveaxis(tissue.labels, 0, -1),
     )
     return buf.getvalue()
 
@@ -79,4 +79,5 @@ def ensure_demo(
         if name not in have:
             uploads.append(Upload(name, synthetic_npz(size, size, n_channels, seed=1000 + k)))
     added = import_images(session, store, project, uploads, limits) if uploads else []
+    session.refresh(project)
     return project, len(added)
