@@ -7,6 +7,7 @@ assignment, so issuing a new one (a refresh of the page) retires the old one.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -31,7 +32,8 @@ def _serializer(secret: str) -> URLSafeTimedSerializer:
 def issue_token(secret: str, crop_id: int, assignment_id: int | None, scope: str = "edit") -> str:
     if scope not in SCOPES:
         raise ValueError(f"unknown token scope {scope!r}")
-    return _serializer(secret).dumps({"a": assignment_id, "c": crop_id, "s": scope})
+    # the nonce makes every issue distinct, so a re-issued token retires the previous one at once
+    return _serializer(secret).dumps({"a": assignment_id, "c": crop_id, "s": scope, "n": secrets.token_urlsafe(6)})
 
 
 def verify_token(secret: str, token: str, max_age_s: int) -> TokenClaims:
