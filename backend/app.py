@@ -40,9 +40,10 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import auth, crowd, health, pages, projects, review, static
+    from backend.api import auth, crowd, ops, pages, projects, review, static
+    from backend.observability import init_observability
 
-    app.register_blueprint(health.bp)
+    app.register_blueprint(ops.bp)
     app.register_blueprint(projects.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(crowd.bp)
@@ -53,6 +54,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
     app.jinja_env.globals["current_user"] = auth.current_user
     _register_error_handlers(app)
+    init_observability(app)
     return app
 
 

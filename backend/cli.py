@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -50,10 +49,14 @@ def _fail_on_user_error(func):
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING (default: LOG_LEVEL or INFO)")
 def main(log_level: str | None) -> None:
     """LoopLabel: human-in-the-loop annotation for cell segmentation."""
-    logging.basicConfig(
-        level=(log_level or os.environ.get("LOG_LEVEL") or "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from backend.observability import configure_logging
+
+    try:
+        # JSON lines for machines (containers, log shippers); plain text at a terminal
+        configure_logging((log_level or os.environ.get("LOG_LEVEL") or "INFO").upper(),
+                          json=not sys.stderr.isatty())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("config")
