@@ -1,0 +1,160 @@
+/**
+ * Side panel controls of the editor: the label overlay (whole-cell / nuclear,
+ * filled / outline, opacity, on/off) and the channels (colour composite or
+ * one channel in grayscale; per channel on/off, colour, display range,
+ * brightness, contrast, gamma, invert).
+ *
+ * @module editor/app/panels
+ */
+
+import { rgbToHex } from "./display.js";
+
+let uid = 0;
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k in node) node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  node.append(...children);
+  return node;
+}
+
+function segmented(name, options, onPick) {
+  const group = el("div", { class: "ll-segmented", role: "radiogroup", "aria-label": name });
+  const buttons = options.map(([value, label]) => {
+    const b = el("button", { type: "button", class: "ll-seg", dataset: { value: String(value) } }, label);
+    b.addEventListener("click", () => { onPick(value); b.blur(); });
+    group.appendChild(b);
+    return b;
+  });
+  const set = (value) => {
+    for (const b of buttons) b.setAttribute("aria-checked", String(b.dataset.value === String(value)));
+  };
+  for (const b of buttons) b.setAttribute("role", "radio");
+  return { group, set };
+}
+
+function slider(label, { min, max, step, value, format = (v) => String(v) }, onInput) {
+  const id = `ll-range-${++uid}`;
+  const input = el("input", { type: "range", id, min: String(min), max: String(max), step: String(step), value: String(value) });
+  const out = el("output", { htmlFor: id }, format(value));
+  input.addEventListener("input", () => {
+    out.textContent = format(Number(input.value));
+    onInput(Number(input.value));
+  });
+  const row = el("div", { class: "ll-slider" }, el("label", { htmlFor: id }, label), input, out);
+  const set = (v) => { input.value = String(v); out.textContent = format(v); };
+  return { row, set, input };
+}
+
+/**
+ * Build the label display and channel controls into `container`.
+ *
+ * @param {HTMLElement} container
+ * @param {import("./editor.js").Editor} editor
+ * @param {{featureNames?: string[]}} [options]
+ * @returns {{sync: () => void}}
+ */
+export function buildSidePanel(container, editor, { featureNames = ["Whole cell", "Nuclear"] } = {}) {
+  container.replaceChildren();
+  const labels = buildLabelSection(editor, featureNames);
+  const channels = buildChannelSection(editor);
+  container.append(labels.section, channels.section);
+  const sync = () => { labels.sync(); channels.sync(); };
+  editor.addEventListener("state", (e) => { if (e.detail.display) sync(); });
+  sync();
+  return { sync };
+}
+
+function buildLabelSection(editor, featureNames) {
+  const feature = segmented("Label layer", featureNames.map((n, i) => [i, n]), (f) => editor.setLabelDisplay({ feature: f }));
+  const mode = segmented("Label display", [["fill", "Filled"], ["outline", "Outline"]], (m) => editor.setLabelDisplay({ mode: m }));
+  const opacity = slider("Opacity", { min: 0, max: 1, step: 0.05, value: editor.display.labels.opacity, format: (v) => `${Math.round(v * 100)}%` },
+    (v) => editor.setLabelDisplay({ opacity: v }));
+  const show = el("input", { type: "checkbox", checked: editor.display.labels.visible });
+  show.addEventListener("change", () => editor.setLabelDisplay({ visible: show.checked }));
+  const section = el("section", { class: "ll-panel ll-panel-labels" },
+    el("h2", {}, "Labels"),
+    feature.group,
+    mode.group,
+    opacity.row,
+    el("label", { class: "ll-check" }, show, "Show labels (L)"));
+  const sync = () => {
+    const s = editor.display.labels;
+    feature.set(s.feature);
+    mode.set(s.mode);
+    opacity.set(s.opacity);
+    show.checked = s.visible;
+  };
+  return { section, sync };
+}
+
+function buildChannelSection(editor) {
+  const modeSwitch = segmented("Channel mode", [["colour", "Colour"], ["gray", "Grayscale"]], (m) => {
+    if (m === "colour") editor.setGrayscale(null);
+    else if (editor.display.grayscaleChannel === null) editor.command("view:grayscale");
+  });
+  const list = el("div", { class: "ll-channels" });
+  const rows = editor.display.channels.map((ch, c) => channelRow(editor, c));
+  list.append(...rows.map((r) => r.row));
+  const section = el("section", { class: "ll-panel ll-panel-channels" },
+    el("h2", {}, "Channels"), modeSwitch.group, list);
+  const sync = () => {
+    modeSwitch.set(editor.display.grayscaleChannel === null ? "colour" : "gray");
+    for (const r of rows) r.sync();
+  };
+  return { section, sync };
+}
+
+function channelRow(editor, c) {
+  const get = () => editor.display.channels[c];
+  const visible = el("input", { type: "checkbox", title: `Show channel ${c + 1} (${c + 1})` });
+  visible.addEventListener("change", () => {
+    if (editor.display.grayscaleChannel !== null) editor.setGrayscale(c);
+    else editor.setChannel(c, { visible: visible.checked });
+  });
+  const colour = el("input", { type: "color", class: "ll-colour", title: "Colour" });
+  colour.addEventListener("input", () => editor.setChannel(c, { colour: colour.value }));
+  const name = el("span", { class: "ll-channel-name" }, `${c + 1}. ${get().name}`);
+  const lo = slider("Low", { min: 0, max: 254, step: 1, value: get().range[0] }, (v) => {
+    const hi = Math.max(v + 1, get().range[1]);
+    editor.setChannel(c, { range: [v, hi] });
+  });
+  const hi = slider("High", { min: 1, max: 255, step: 1, value: get().range[1] }, (v) => {
+    const low = Math.min(v - 1, get().range[0]);
+    editor.setChannel(c, { range: [low, v] });
+  });
+  const brightness = slider("Brightness", { min: -1, max: 1, step: 0.02, value: 0, format: (v) => v.toFixed(2) },
+    (v) => editor.setChannel(c, { brightness: v }));
+  const contrast = slider("Contrast", { min: 0.2, max: 4, step: 0.05, value: 1, format: (v) => v.toFixed(2) },
+    (v) => editor.setChannel(c, { contrast: v }));
+  const gamma = slider("Gamma", { min: 0.2, max: 3, step: 0.05, value: 1, format: (v) => v.toFixed(2) },
+    (v) => editor.setChannel(c, { gamma: v }));
+  const invert = el("input", { type: "checkbox" });
+  invert.addEventListener("change", () => editor.setChannel(c, { invert: invert.checked }));
+  const reset = el("button", { type: "button", class: "ll-link" }, "Reset");
+  reset.addEventListener("click", () => editor.setChannel(c, { range: [0, 255], brightness: 0, contrast: 1, gamma: 1, invert: false }));
+  const details = el("details", { class: "ll-channel-details" },
+    el("summary", { title: "Display range, brightness, contrast, gamma" }, "Adjust"),
+    lo.row, hi.row, brightness.row, contrast.row, gamma.row,
+    el("div", { class: "ll-channel-foot" }, el("label", { class: "ll-check" }, invert, "Invert"), reset));
+  const row = el("div", { class: "ll-channel", dataset: { channel: String(c) } },
+    el("div", { class: "ll-channel-head" }, visible, colour, name), details);
+  const sync = () => {
+    const s = get();
+    const gray = editor.display.grayscaleChannel;
+    visible.checked = gray === null ? s.visible : gray === c;
+    visible.type = gray === null ? "checkbox" : "radio";
+    colour.value = rgbToHex(s.colour);
+    colour.disabled = gray !== null;
+    lo.set(s.range[0]); hi.set(s.range[1]);
+    brightness.set(s.brightness); contrast.set(s.contrast); gamma.set(s.gamma);
+    invert.checked = s.invert;
+    row.classList.toggle("ll-channel-off", !visible.checked);
+  };
+  return { row, sync };
+}

@@ -1,0 +1,40 @@
+// Same-origin requests of the console: the session cookie plus the page's CSRF token.
+
+/** The CSRF token the server put in <meta name="csrf-token">. */
+export function csrfToken(doc = document) {
+  const meta = doc.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.getAttribute('content') : '';
+}
+
+/** GET a JSON document; throws an Error carrying the server's message on a non-2xx reply. */
+export async function getJSON(url) {
+  const response = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+/** The message of an error reply: the JSON "error" field, else the status line. */
+export function errorMessage(status, text) {
+  try {
+    const body = JSON.parse(text);
+    if (body && typeof body.error === 'string') return body.error;
+  } catch (_) { /* not JSON */ }
+  if (status === 0) return 'the connection failed; check the network and try again';
+  return `the server answered ${status}`;
+}
+
+/** An element with attributes and children (text is always set as text, never as HTML). */
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === 'text') node.textContent = String(value);
+    else node.setAttribute(name, value === true ? '' : String(value));
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
