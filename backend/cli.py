@@ -151,18 +151,45 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
 @main.command()
 @click.option("--images", default=4, show_default=True, help="Number of synthetic images.")
 @click.option("--size", default=1024, show_default=True, help="Image side in pixels.")
+@click.option("--no-round", is_flag=True, help="Only import; do not start round 0.")
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True, help="Where `serve` will listen.")
 @_fail_on_user_error
-def demo(images: int, size: int) -> None:
-    """Create the demo project (synthetic tissue, imported like a lab's files). Idempotent."""
-    from backend.services.demo import ensure_demo
+def demo(images: int, size: int, no_round: bool, base_url: str) -> None:
+    """Create the demo project, its admin and reviewer, and round 0 (idempotent).
+
+    The images are synthetic tissue imported like a lab's files; round 0 predicts them with the
+    classical baseline and cuts crowd crops. Passwords come from DEMO_ADMIN_PASSWORD and
+    DEMO_REVIEWER_PASSWORD, or are generated and printed once.
+    """
+    from backend.services.demo import ensure_demo, ensure_demo_users
     from backend.services.images import ImportLimits
+    from backend.services.rounds import current_round, start_round
 
     rt = _runtime()
     rt.db.require_migrated()
     with rt.db.session() as s:
         project, added = ensure_demo(s, rt.store, n_images=images, size=size,
                                      limits=ImportLimits.from_settings(rt.settings))
+        project_id = project.id
         click.echo(f"project {project.name!r} (id {project.id}): {len(project.images)} images, {added} added")
+        users = ensure_demo_users(s, {"admin": os.environ.get("DEMO_ADMIN_PASSWORD"),
+                                      "reviewer": os.environ.get("DEMO_REVIEWER_PASSWORD")})
+        started = False
+        if not no_round and current_round(s, project.id) is None:
+            start_round(s, rt.queue, project)
+            started = True
+    if started:
+        if hasattr(rt.queue, "join"):
+            click.echo("round 0: predicting with the classical baseline and cutting crops ...")
+            rt.queue.join()
+        else:
+            click.echo("round 0 queued: run `looplabel worker --queue default --queue gpu` to process it")
+    for username, role, password in users:
+        shown = password if password else "(set when it was created; DEMO_%s_PASSWORD resets it)" % role.upper()
+        click.echo(f"{role:<9} {username} / {shown}")
+    click.echo(f"console:           {base_url}/login")
+    click.echo(f"annotate a crop:   {base_url}/annotate/{project_id}?worker=demo-worker")
+    click.echo(f"as a crowd site:   {base_url}/annotate/example-host")
 
 
 @main.command("import")

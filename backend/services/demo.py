@@ -81,3 +81,31 @@ def ensure_demo(
     added = import_images(session, store, project, uploads, limits) if uploads else []
     session.refresh(project)
     return project, len(added)
+
+
+def ensure_demo_users(session: Session, passwords: dict[str, str | None]) -> list[tuple[str, str, str | None]]:
+    """Create the demo admin and reviewer when missing.
+
+    ``passwords`` maps "admin"/"reviewer" to a password (from the environment) or None (generate).
+    Returns (username, role, password) per user; the password is None for a user that already
+    existed and was not given one (it is never printed twice). A given password resets it.
+    """
+    from werkzeug.security import generate_password_hash
+
+    from backend.models import User
+    from backend.services.users import create_user
+
+    out = []
+    for role in ("admin", "reviewer"):
+        username = f"demo-{role}"
+        wanted = passwords.get(role)
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            _, password = create_user(session, username, role, wanted)
+            out.append((username, role, password))
+        elif wanted:
+            user.password_hash = generate_password_hash(wanted)
+            out.append((username, role, wanted))
+        else:
+            out.append((username, role, None))
+    return out
