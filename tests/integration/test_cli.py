@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from backend.cli import main
 from backend.db import Database
-from backend.models import Image, Project, User
+from backend.models import Crop, Image, Project, Round, User
 
 
 @pytest.fixture
@@ -38,9 +38,14 @@ def test_demo_is_idempotent(env, tmp_path):
     first = run("demo", "--images", "2", "--size", "96")
     assert first.exit_code == 0, first.output
     assert "2 images, 2 added" in first.output
+    assert "/annotate/1?worker=demo-worker" in first.output
+    passwords = {line.split(" / ")[0].split()[-1]: line.split(" / ")[1] for line in first.output.splitlines() if " / " in line}
+    assert set(passwords) == {"demo-admin", "demo-reviewer"} and all(len(p) >= 8 for p in passwords.values())
+    assert count(env, Round) == 1 and count(env, Crop) >= 2 and count(env, User) == 2
     again = run("demo", "--images", "2", "--size", "96")
     assert again.exit_code == 0 and "2 images, 0 added" in again.output
-    assert count(env, Project) == 1 and count(env, Image) == 2
+    assert passwords["demo-admin"] not in again.output  # printed once only
+    assert count(env, Project) == 1 and count(env, Image) == 2 and count(env, Round) == 1
     assert len(list((tmp_path / "storage" / "images").iterdir())) == 2
 
 
