@@ -40,7 +40,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import auth, crowd, ops, pages, projects, review, static
+    from backend.api import auth, crowd, ops, pages, projects, review, review_pages, static
     from backend.observability import init_observability
 
     app.register_blueprint(ops.bp)
@@ -50,6 +50,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     app.register_blueprint(static.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(review.bp)
+    app.register_blueprint(review_pages.bp)
     app.before_request(auth.check_csrf)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
     app.jinja_env.globals["current_user"] = auth.current_user

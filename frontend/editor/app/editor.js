@@ -74,11 +74,28 @@ export class Editor extends EventTarget {
     this.busy = false;
     this.gesture = null; // state of the pointer gesture in progress (gestures.js)
     this.seeds = [];
+    /** Page hooks (the review page's overlays): `pixelLayers` paint `(out, rect, editor)` into the image
+     * pixels after the labels, `rect` only (so they render by dirty rects and tiles: after a change, call
+     * `view.invalidate(rect)`); `screenLayers` draw `(ctx, view)` on the overlay canvas under the cursor
+     * (then `view.invalidateOverlay()`); `pointerFilter(type, event, point)` sees pointer events before
+     * the tools and returns true when the page used one. */
+    this.pixelLayers = [];
+    this.screenLayers = [];
+    this.pointerFilter = null;
     this.view = new CanvasView(stage, {
       width, height,
-      paint: (out, rect) => this.display.paintRect(out, rect, this),
-      drawOverlay: (ctx, view) => drawOverlay(this, ctx, view),
-      onPointer: (type, event, point) => handlePointer(this, type, event, point),
+      paint: (out, rect) => {
+        this.display.paintRect(out, rect, this);
+        for (const layer of this.pixelLayers) layer(out, rect, this);
+      },
+      drawOverlay: (ctx, view) => {
+        for (const layer of this.screenLayers) layer(ctx, view);
+        drawOverlay(this, ctx, view);
+      },
+      onPointer: (type, event, point) => {
+        if (this.pointerFilter && this.pointerFilter(type, event, point)) return;
+        handlePointer(this, type, event, point);
+      },
       onViewChange: () => this.emit("state", { view: true }),
     });
     this.view.updateCursor(TOOL_CURSORS[this.tool]);
