@@ -40,7 +40,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import auth, crowd, ops, pages, projects, review, review_pages, static
+    from backend.api import admin, auth, crowd, ops, pages, projects, review, review_pages, static
     from backend.observability import init_observability
 
     app.register_blueprint(ops.bp)
@@ -51,12 +51,27 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     app.register_blueprint(auth.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(review_pages.bp)
+    app.register_blueprint(admin.bp)
     app.before_request(auth.check_csrf)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
     app.jinja_env.globals["current_user"] = auth.current_user
     _register_error_handlers(app)
     init_observability(app)
+    app.after_request(_default_security_headers)
     return app
+
+
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; object-src 'none'; form-action 'self'"
+)
+
+
+def _default_security_headers(response):
+    """A strict CSP on every page that did not set its own (the crowd pages set theirs)."""
+    response.headers.setdefault("Content-Security-Policy", DEFAULT_CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
 
 
 def _wants_json() -> bool:

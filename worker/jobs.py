@@ -15,6 +15,12 @@ from backend.services import labels_io, stitching
 log = logging.getLogger(__name__)
 
 
+def project_id_of(session, image_id: int) -> int:
+    from backend.models import Image
+
+    return session.get(Image, image_id).project_id
+
+
 @job
 def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     """Predict whole-cell and nuclear labels for one image with the round's model.
@@ -48,7 +54,8 @@ def crop_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
         crops = stitching.crop_image(s, ctx.store, image_id, round_id)
         n, n_gold = len(crops), sum(c.is_gold for c in crops)
         if stitching.all_fused(s, image_id, round_id):
-            ctx.queue.enqueue(s, "worker.jobs.stitch_image", image_id=image_id, round_id=round_id)
+            ctx.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id_of(s, image_id),
+                              image_id=image_id, round_id=round_id)
     ctx.progress(1.0, f"done: {n} crops ({n_gold} gold)")
     return {"crops": n, "gold": n_gold}
 
@@ -63,7 +70,8 @@ def fuse_crop(ctx: JobContext, crop_id: int) -> dict:
         crop = s.get(Crop, crop_id)
         ready = fused and stitching.all_fused(s, crop.image_id, crop.round_id)
         if ready:
-            ctx.queue.enqueue(s, "worker.jobs.stitch_image", image_id=crop.image_id, round_id=crop.round_id)
+            ctx.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id_of(s, crop.image_id),
+                              image_id=crop.image_id, round_id=crop.round_id)
     ctx.progress(1.0, "done: fused" if fused else "done: waiting for more submissions")
     return {"fused": fused, "stitch_enqueued": bool(ready)}
 

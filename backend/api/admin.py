@@ -1,0 +1,342 @@
+"""The lab admin console: server-rendered pages and the JSON API behind them (blueprint ``admin``).
+
+Who may do what: reviewers may READ a project's images page and its dashboard (figures per
+round, as JSON or SVG); everything else — project settings, uploads, rounds, jobs, crowd links,
+annotators and blocking, model versions, exports — needs the admin role. Every change is a POST
+(or PATCH) that passes the CSRF check of :mod:`backend.api.auth` when cookie-authenticated.
+
+Actions answer JSON to API clients and, when sent by a plain HTML form, redirect back to their
+page with a flash message (so the console works without JavaScript; its small ES modules only
+add upload progress bars and live job progress).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from markupsafe import Markup
+from sqlalchemy import select
+
+from backend.api import runtime
+from backend.api.auth import current_user, require_role
+from backend.api.project_form import ProjectForm
+from backend.core.imaging import ImageImportError
+from backend.errors import UserError
+from backend.models import IMAGE_STATUSES, ModelVersion, Project
+from backend.services import annotators, dashboard, exports, registry, rounds
+from backend.services import images as image_service
+from backend.services import projects as project_service
+
+bp = Blueprint("admin", __name__)
+CONSOLE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+
+
+@bp.after_request
+def console_headers(response: Response) -> Response:
+    """A strict CSP (scripts only from this origin, never framed) and no caching of pages or JSON."""
+    response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    if response.mimetype in ("text/html", "application/json"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+# --- request plumbing -----------------------------------------------------------------------------------
+def is_form() -> bool:
+    """Whether the request was sent by an HTML form (then actions answer with a redirect)."""
+    return request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def body_params() -> dict:
+    """The action's parameters: form fields, or a JSON object (an empty body is ``{}``)."""
+    if is_form():
+        return request.form.to_dict()
+    if not request.get_data(cache=True):
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise UserError("the request body must be a JSON object")
+    return body
+
+
+def act(page: str, action: Callable[[], tuple[dict, int, str]]):
+    """Run an admin action: JSON for API clients; for an HTML form, flash the outcome and go back."""
+    if not is_form():
+        payload, status, _message = action()
+        return jsonify(payload), status
+    try:
+        _payload, _status, message = action()
+    except UserError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(message, "ok")
+    return redirect(page, code=303)
+
+
+def int_param(body: dict, name: str, default: int | None = None) -> int:
+    """``body[name]`` as an int (form text or JSON number); UserError naming the field otherwise."""
+    value = body.get(name, default)
+    if isinstance(value, bool):
+        raise UserError(f"{name} must be an integer", field=name)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be an integer", field=name) from None
+
+
+def is_admin() -> bool:
+    """Whether the current user has the admin role (pages hide admin controls from reviewers)."""
+    user = current_user()
+    return user is not None and user.role == "admin"
+
+
+def render_page(template: str, project: Project | None = None, tab: str = "", **context):
+    """Render a console page; ``project`` (any loaded row) becomes its project_dict for the header."""
+    info = None
+    if project is not None:
+        with runtime().db.session() as s:
+            info = project_service.project_dict(s, project_service.get_project(s, project.id))
+    return render_template(template, project=info, tab=tab, is_admin=is_admin(), **context)
+
+
+# --- project settings (pages) ---------------------------------------------------------------------------
+@bp.route("/projects/new", methods=["GET", "POST"])
+@require_role("admin")
+def new_project():
+    """Create-project form (GET) and its submission (POST): 400 with the message next to the field."""
+    form = ProjectForm.defaults()
+    if request.method == "POST":
+        form = ProjectForm.from_request(request.form)
+        try:
+            with runtime().db.session() as s:
+                name, settings = form.settings()
+                channels = settings.pop("channels", [])
+                project = project_service.create_project(s, name, channels, **settings)
+                project_id = project.id
+        except UserError as exc:
+            form.errors[exc.field or "form"] = exc.message
+            return render_page("admin/project_form.html", tab="new", form=form, creating=True), exc.status
+        flash(f"Project {name!r} created. Upload its images next.", "ok")
+        return redirect(url_for("admin.images_page", project_id=project_id), code=303)
+    return render_page("admin/project_form.html", tab="new", form=form, creating=True)
+
+
+@bp.route("/projects/<int:project_id>/settings", methods=["GET", "POST"])
+@require_role("admin")
+def project_settings(project_id: int):
+    """Settings form of a project (GET) and its submission (POST); bad values change nothing."""
+    with runtime().db.session() as s:
+        project = project_service.get_project(s, project_id)
+        form = ProjectForm.from_project(project_service.project_dict(s, project))
+    if request.method == "POST":
+        form = ProjectForm.from_request(request.form, name=form.name)
+        try:
+            with runtime().db.session() as s:
+                _name, settings = form.settings()
+                project = project_service.update_project(s, project_id, settings)
+        except UserError as exc:
+            form.errors[exc.field or "form"] = exc.message
+            return (render_page("admin/project_form.html", project, tab="settings", form=form, creating=False),
+                    exc.status)
+        flash("Settings saved.", "ok")
+        return redirect(url_for("admin.project_settings", project_id=project_id), code=303)
+    preview = Markup(project_service.instructions_html(form.instructions))
+    return render_page("admin/project_form.html", project, tab="settings", form=form, creating=False,
+                       instructions_preview=preview)
+
+
+# --- images ------------------------------------------------------------------------------------------------
+def image_rows(s, project: Project) -> list[dict]:
+    """image_dict of every image of ``project`` plus ``status_text``, ``crops`` progress and ``has_labels``."""
+    progress = dashboard.image_progress(s, project.id)
+    rows = []
+    for image in project.images:
+        row = image_service.image_dict(image)
+        row["status_text"] = dashboard.status_text(image.status, progress.get(image.id))
+        row["crops"] = progress.get(image.id)
+        row["has_labels"] = image.labels_key is not None
+        rows.append(row)
+    return rows
+
+
+@bp.get("/projects/<int:project_id>/images")
+@require_role("reviewer")
+def images_page(project_id: int):
+    """Thumbnails (channel composite), status per image with crop progress; the upload form for admins."""
+    with runtime().db.session() as s:
+        project = project_service.get_project(s, project_id)
+        rows = image_rows(s, project)
+    counts = {status: sum(r["status"] == status for r in rows) for status in IMAGE_STATUSES}
+    return render_page("admin/images.html", project, tab="images", images=rows, counts=counts,
+                       statuses=IMAGE_STATUSES)
+
+
+@bp.post("/projects/<int:project_id>/images")
+@require_role("admin")
+def upload_images_form(project_id: int):
+    """The upload form without JavaScript: every file in one request, all or nothing.
+    (With JavaScript, the page sends one file per request to the JSON API, each with its bar.)"""
+    rt = runtime()
+    uploads = [image_service.Upload(f.filename or "", f.read()) for f in request.files.getlist("files")]
+    try:
+        with rt.db.session() as s:
+            project = project_service.get_project(s, project_id)
+            created = image_service.import_images(
+                s, rt.store, project, uploads, image_service.ImportLimits.from_settings(rt.settings),
+                image_service.parse_channel_map(request.form.get("channels")))
+            names = [i.name for i in created]
+    except (UserError, ImageImportError) as exc:
+        flash(f"Nothing was imported: {exc}", "error")
+    else:
+        flash(f"Imported {len(names)} image(s): {', '.join(names)}.", "ok")
+    return redirect(url_for("admin.images_page", project_id=project_id), code=303)
+
+
+@bp.get("/api/projects/<int:project_id>/images/progress")
+@require_role("reviewer")
+def images_progress(project_id: int):
+    """Every image with its status text (e.g. ``in crowd 3/9 crops``) and crop progress."""
+    with runtime().db.session() as s:
+        project = project_service.get_project(s, project_id)
+        return jsonify({"images": image_rows(s, project)})
+
+
+# --- rounds, jobs, crowd links ----------------------------------------------------------------------------
+@bp.get("/projects/<int:project_id>/rounds")
+@require_role("admin")
+def rounds_page(project_id: int):
+    """Start a round, live job progress, the rounds' progress, crowd links, model versions."""
+    rt = runtime()
+    with rt.db.session() as s:
+        project = project_service.get_project(s, project_id)
+        current = rounds.current_round(s, project_id)
+        context = {
+            "rounds": dashboard.round_progress(s, project_id),
+            "jobs": dashboard.project_jobs(s, project_id),
+            "links": annotators.crowd_links(project, request.host_url),
+            "open_crops": len(annotators.open_crop_rows(s, project_id)),
+            "round_open": current is not None and current.status == "open",
+            "models": [registry.model_dict(m) for m in s.scalars(
+                select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.version.desc()))],
+            "training": registry.training_in_progress(s, project_id),
+            "default_steps": rt.settings.train_steps, "default_backbone": rt.settings.train_backbone,
+            "backbones": registry.BACKBONES,
+        }
+    return render_page("admin/rounds.html", project, tab="rounds", **context)
+
+
+@bp.get("/api/projects/<int:project_id>/rounds")
+@require_role("admin")
+def list_rounds(project_id: int):
+    """Rounds of the project, newest first, with crops fused / total, submissions and stitches."""
+    with runtime().db.session() as s:
+        project_service.get_project(s, project_id)
+        return jsonify({"rounds": dashboard.round_progress(s, project_id)})
+
+
+@bp.post("/api/projects/<int:project_id>/rounds")
+@require_role("admin")
+def start_round(project_id: int):
+    """Open the next round: predict every image not yet approved with the promoted model, crop,
+    open the crowd tasks. 409 while a round is open."""
+
+    def action():
+        rt = runtime()
+        with rt.db.session() as s:
+            rnd = rounds.start_round(s, rt.queue, project_service.get_project(s, project_id))
+            out = {"id": rnd.id, "number": rnd.number, "status": rnd.status,
+                   "model_version_id": rnd.model_version_id}
+        return out, 201, f"Round {out['number']} started: predicting, then cropping."
+
+    return act(url_for("admin.rounds_page", project_id=project_id), action)
+
+
+@bp.get("/api/projects/<int:project_id>/jobs")
+@require_role("admin")
+def list_jobs(project_id: int):
+    """Active jobs, recent finished/failed ones and a per-kind summary, each with progress 0–1."""
+    with runtime().db.session() as s:
+        project_service.get_project(s, project_id)
+        return jsonify(dashboard.project_jobs(s, project_id))
+
+
+@bp.get("/api/projects/<int:project_id>/crowd-links")
+@require_role("admin")
+def crowd_links(project_id: int):
+    """The links to hand to the crowd platform (absolute, for this server's host)."""
+    with runtime().db.session() as s:
+        project = project_service.get_project(s, project_id)
+        links = annotators.crowd_links(project, request.host_url)
+        links["open_crops"] = len(annotators.open_crop_rows(s, project_id))
+    links["crop_csv_url"] = url_for("admin.crowd_links_csv", project_id=project_id, _external=True)
+    return jsonify(links)
+
+
+@bp.get("/api/projects/<int:project_id>/crowd-links.csv")
+@require_role("admin")
+def crowd_links_csv(project_id: int):
+    """One row per open crop (gold included) of the open round, with its absolute task URL."""
+    with runtime().db.session() as s:
+        project = project_service.get_project(s, project_id)
+        rows = annotators.open_crop_rows(s, project_id)
+        name = project.name
+    text = annotators.crop_links_csv(rows, annotators.entry_url(request.host_url, project_id))
+    filename = exports.export_filename(name, "crop_links", suffix=".csv")
+    return Response(text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+# --- annotators ----------------------------------------------------------------------------------------------
+@bp.get("/projects/<int:project_id>/annotators")
+@require_role("admin")
+def annotators_page(project_id: int):
+    """One row per worker: tasks, gold accuracy, agreement, time and edits per crop; block buttons."""
+    with runtime().db.session() as s:
+        project = project_service.get_project(s, project_id)
+        rows = annotators.annotator_table(s, project_id)
+    return render_page("admin/annotators.html", project, tab="annotators", annotators=rows)
+
+
+@bp.get("/api/projects/<int:project_id>/annotators")
+@require_role("admin")
+def list_annotators(project_id: int):
+    """The annotator table as JSON (see :func:`backend.services.annotators.annotator_table`)."""
+    with runtime().db.session() as s:
+        project_service.get_project(s, project_id)
+        return jsonify({"annotators": annotators.annotator_table(s, project_id)})
+
+
+def _set_blocked(project_id: int, annotator_id: int, blocked: bool):
+    def action():
+        with runtime().db.session() as s:
+            out = annotators.set_blocked(s, project_id, annotator_id, blocked)
+        if blocked:
+            message = (f"Worker {out['worker_id']} blocked; dropped {out['dropped_submissions']} pending "
+                       f"submission(s) and {out['dropped_leases']} lease(s).")
+        else:
+            message = f"Worker {out['worker_id']} may take tasks again."
+        return out, 200, message
+
+    return act(url_for("admin.annotators_page", project_id=project_id), action)
+
+
+@bp.post("/api/projects/<int:project_id>/annotators/<int:annotator_id>/block")
+@require_role("admin")
+def block_annotator(project_id: int, annotator_id: int):
+    """Block a worker: no new tasks; pending submissions and leases are dropped from fusion."""
+    return _set_blocked(project_id, annotator_id, True)
+
+
+@bp.post("/api/projects/<int:project_id>/annotators/<int:annotator_id>/unblock")
+@require_role("admin")
+def unblock_annotator(project_id: int, annotator_id: int):
+    """Let a blocked worker take tasks again (their dropped work stays dropped)."""
+    return _set_blocked(project_id, annotator_id, False)
+
+
+from backend.api import admin_results  # noqa: E402,F401  (registers the results routes on bp)
