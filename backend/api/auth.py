@@ -17,6 +17,8 @@ from flask import Blueprint, abort, g, jsonify, redirect, render_template, reque
 
 from backend.api import runtime
 from backend.errors import ForbiddenError, UnauthorizedError
+from sqlalchemy import select
+
 from backend.models import User
 from backend.services.users import authenticate
 
@@ -32,7 +34,20 @@ def csrf_token() -> str:
     return token
 
 
+_BASIC_CACHE: dict[tuple[str, str], tuple[str, float]] = {}
+_BASIC_TTL_S = 60.0
+
+
 def _basic_user():
+    """The user named by HTTP Basic credentials, or None when the header is absent.
+
+    Checking a password hash (scrypt) takes tens of milliseconds by design; a script making many
+    calls would pay it on every request, so a verified (user, password digest) is remembered for a
+    minute — as long as the stored hash is unchanged (a password change invalidates it at once).
+    """
+    import hashlib
+    import time
+
     header = request.headers.get("Authorization", "")
     if not header.lower().startswith("basic "):
         return None
@@ -40,10 +55,21 @@ def _basic_user():
         username, _, password = base64.b64decode(header[6:]).decode().partition(":")
     except Exception:
         raise UnauthorizedError("malformed Basic authorization header") from None
+    key = (username, hashlib.sha256(password.encode()).hexdigest())
     with runtime().db.session() as s:
+        cached = _BASIC_CACHE.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            user = s.scalar(select(User).where(User.username == username, User.active.is_(True)))
+            if user is not None and user.password_hash == cached[0]:
+                s.expunge(user)
+                return user
         user = authenticate(s, username, password)
         if user is None:
+            _BASIC_CACHE.pop(key, None)
             raise UnauthorizedError("wrong username or password")
+        if len(_BASIC_CACHE) > 1024:
+            _BASIC_CACHE.clear()
+        _BASIC_CACHE[key] = (user.password_hash, time.monotonic() + _BASIC_TTL_S)
         s.expunge(user)
         return user
 
