@@ -151,16 +151,19 @@ def _submissions(session: Session, project_id: int) -> list:
         .group_by(LabelRevision.assignment_id)
         .subquery()
     )
-    return list(session.execute(
-        select(Crop.round_id, Crop.key, Assignment.active_seconds, LabelRevision.key)
+    rows = session.execute(
+        select(Crop.round_id, Crop.id, Assignment.generation, Assignment.active_seconds, LabelRevision.key)
         .join(Assignment, Assignment.crop_id == Crop.id)
         .join(Image, Image.id == Crop.image_id)
         .outerjoin(latest, latest.c.assignment_id == Assignment.id)
         .outerjoin(LabelRevision, and_(LabelRevision.assignment_id == Assignment.id,
                                        LabelRevision.number == latest.c.number))
         .where(Image.project_id == project_id, Assignment.status == "submitted")
-        .order_by(Crop.key)
-    ))
+        .order_by(Crop.id, Assignment.generation)
+    )
+    # each submission is compared with the start of its own generation (a reject starts a new one)
+    return [(round_id, labels_io.crop_key(crop_id, generation), seconds, revision_key)
+            for round_id, crop_id, generation, seconds, revision_key in rows]
 
 
 def _corrections_by_round(store: BlobStore, rows: list) -> dict[int, tuple[list[int], list[int], list[float]]]:

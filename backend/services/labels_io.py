@@ -11,8 +11,9 @@ def prediction_key(image_id: int, round_number: int) -> str:
     return f"labels/{image_id}/r{round_number}.npz"
 
 
-def crop_key(crop_id: int) -> str:
-    return f"crops/{crop_id}.npz"
+def crop_key(crop_id: int, generation: int = 0) -> str:
+    """The crop's channels and starting labels for one generation (a review reject starts a new one)."""
+    return f"crops/{crop_id}.npz" if generation == 0 else f"crops/{crop_id}.g{generation}.npz"
 
 
 def fused_key(crop_id: int, generation: int) -> str:

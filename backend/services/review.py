@@ -149,8 +149,10 @@ def reject(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | 
         crop = crops[crop_id]
         arrays = store.get_arrays(crop.key)
         arrays["labels"] = current[:, crop.y0:crop.y1, crop.x0:crop.x1]
-        store.put_arrays(crop.key, **arrays)
         crop.generation += 1
+        # a new key per generation: earlier submissions keep the start they were made from
+        crop.key = labels_io.crop_key(crop.id, crop.generation)
+        store.put_arrays(crop.key, **arrays)
         crop.status, crop.fused_key, crop.reopen_reason = "open", None, reason
     stitch.status = "rejected"
     image = session.get(Image, stitch.image_id)

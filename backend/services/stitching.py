@@ -79,9 +79,10 @@ def crop_image(session: Session, store: BlobStore, image_id: int, round_id: int)
             session.add(crop)
         crop.y0, crop.x0, crop.y1, crop.x1 = window.y0, window.x0, window.y1, window.x1
         session.flush()
-        crop.key = labels_io.crop_key(crop.id)
         ys, xs = window.slices
-        store.put_arrays(crop.key, channels=channels[:, ys, xs], labels=predicted[:, ys, xs])
+        if crop.generation == 0:  # a crop reopened by review keeps the start it was reopened with
+            crop.key = labels_io.crop_key(crop.id)
+            store.put_arrays(crop.key, channels=channels[:, ys, xs], labels=predicted[:, ys, xs])
         crop.is_gold = index in gold
         if crop.is_gold:
             crop.gold_key = f"gold/{crop.id}.npz"
