@@ -134,15 +134,23 @@ def serve(host: str, port: int, prod: bool) -> None:
               show_default=True, help="Queue(s) to work on; repeat for several.")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker (SimpleWorker for the gpu queue so TensorFlow loads once)."""
+    """Run an RQ worker (SimpleWorker for the gpu queue so TensorFlow loads once).
+
+    First re-queues the jobs whose worker died mid-job (see backend.services.recovery).
+    """
     from rq import SimpleWorker, Worker
 
     from backend.runtime import process_runtime
+    from backend.services.recovery import recover_stale_jobs
 
     rt = process_runtime()
     if not rt.settings.redis_url:
         raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inside `looplabel serve`")
     rt.db.require_migrated()
+    recovered = recover_stale_jobs(rt)
+    if recovered:
+        click.echo(f"re-queued {len(recovered)} job(s) whose worker had died: "
+                   f"{', '.join(str(j) for j in recovered)}", err=True)
     worker_cls = SimpleWorker if "gpu" in queues else Worker
     w = worker_cls([rt.queue.rq_queue(q) for q in queues], connection=rt.queue.connection)
     w.work(burst=burst, with_scheduler=False)

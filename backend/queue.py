@@ -13,8 +13,10 @@ A job function is marked with :func:`job` and takes a :class:`JobContext` first:
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import queue as stdlib_queue
+import re
 import threading
 import traceback
 from abc import ABC, abstractmethod
@@ -161,7 +163,9 @@ class JobQueue(ABC):
         """
         if queue not in QUEUE_NAMES:
             raise JobError(f"unknown queue {queue!r}; use one of {', '.join(QUEUE_NAMES)}")
-        resolve_job(func)  # fail at enqueue time, not in the worker
+        target = resolve_job(func)  # fail at enqueue time, not in the worker
+        if project_id is not None and "project_id" in inspect.signature(target).parameters:
+            kwargs["project_id"] = project_id  # the row's project is also the job's argument
         row = Job(
             func=func,
             kind=kind or func.rpartition(".")[2],
@@ -172,7 +176,7 @@ class JobQueue(ABC):
         )
         session.add(row)
         session.flush()
-        row.queue_id = f"looplabel-job-{row.id}"
+        row.queue_id = self.queue_job_id(row.id)
         job_id = row.id
 
         def _push(_session):
@@ -180,6 +184,20 @@ class JobQueue(ABC):
 
         event.listen(session, "after_commit", _push, once=True)
         return row
+
+    def queue_job_id(self, job_id: int) -> str:
+        """The id of Job row ``job_id`` in the queue backend (stored as ``Job.queue_id``)."""
+        return f"looplabel-job-{job_id}"
+
+    def push_again(self, job_id: int, queue: str = "default") -> None:
+        """Push an existing Job row once more (recovery of a job whose worker died).
+
+        Jobs are idempotent, so running one again rewrites the same outputs. The caller makes
+        sure the row is committed as ``queued`` and that no live copy of the job is pending.
+        """
+        if queue not in QUEUE_NAMES:
+            raise JobError(f"unknown queue {queue!r}; use one of {', '.join(QUEUE_NAMES)}")
+        self._push(job_id, queue)
 
     @abstractmethod
     def _push(self, job_id: int, queue: str) -> None: ...
@@ -259,11 +277,16 @@ class RQQueue(JobQueue):
 
         return Queue(self.prefix + name, connection=self.connection)
 
+    def queue_job_id(self, job_id: int) -> str:
+        """RQ job ids are global in Redis: the queue prefix keeps deployments that share a Redis
+        (and their job rows numbered from 1) apart. RQ allows only ``[A-Za-z0-9_-]`` in ids."""
+        return re.sub(r"[^A-Za-z0-9_-]", "-", self.prefix) + f"looplabel-job-{job_id}"
+
     def _push(self, job_id: int, queue: str) -> None:
         self.rq_queue(queue).enqueue(
             "backend.queue.run_job",
             job_id,
-            job_id=f"looplabel-job-{job_id}",
+            job_id=self.queue_job_id(job_id),
             job_timeout=JOB_TIMEOUT_S[queue],
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,

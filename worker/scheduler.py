@@ -40,8 +40,12 @@ def run_once(runtime) -> list[dict]:
 
 
 def run_forever(runtime, interval_s: float = 300.0) -> None:
+    from backend.services.recovery import recover_stale_jobs
+
     while True:
         try:
+            if runtime.settings.redis_url:
+                recover_stale_jobs(runtime)  # jobs whose worker died are pushed again (idempotent)
             run_once(runtime)
         except Exception:  # keep the scheduler alive; the error is logged
             log.exception("scheduler pass failed")

@@ -52,6 +52,20 @@ def evaluate_predictions(predict: Callable[[np.ndarray], np.ndarray], X: np.ndar
     return out
 
 
+def json_safe(value):
+    """Numbers (numpy included) as floats/ints, containers recursively, for a JSON column."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (bool, str, type(None), int)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def baseline_predict(image: np.ndarray) -> np.ndarray:
     from worker.model.baseline import segment_baseline
 
@@ -124,7 +138,7 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
             metrics["reference"] = {"source": "baseline", "f1": reference["f1"], "nuclear_f1": reference["nuclear_f1"]}
         metrics["evaluated_on"] = "test" if X_test.shape[0] else "val"
         metrics["train_seconds"] = round(train_s, 1)
-        metrics["history"] = {k: [float(v) for v in vals] for k, vals in (history or {}).items()}
+        metrics["history"] = json_safe(history or {})
         key = f"models/{mv_id}/model.keras"
         store.put_bytes(key, save_model_bytes(model))
     except Exception as exc:

@@ -12,16 +12,28 @@ import numpy as np
 from flask import Blueprint, g, jsonify, render_template, request
 
 from backend.api import runtime
-from backend.api.wire import array_response, box_array, box_payload, request_array
+from backend.api.wire import (
+    EncodedArray,
+    EncodedArrayCache,
+    box_array,
+    box_payload,
+    encode_array,
+    encoded_response,
+    request_encoded_array,
+)
 from backend.errors import UserError
 from backend.models import Crop, Image, Project
-from backend.services import tasks
+from backend.services import labels_io, tasks
 from backend.services.projects import get_project, instructions_html
 from backend.services.tokens import verify_token
 
 bp = Blueprint("crowd", __name__)
 SERVER_TOOLS = ("threshold", "watershed_split", "autofit")
 MTURK_ORIGINS = "https://www.mturk.com https://workersandbox.mturk.com"
+# Encoded channels and labels of crops and committed revisions, per process. Keys name what the
+# content depends on: the store and blob key, plus the window for a crop's blob (re-cropping may
+# rewrite it); a revision's blob is written once, before its row commits (tasks.save_revision).
+WIRE_CACHE = EncodedArrayCache(max_bytes=64 * 1024 * 1024, ttl_s=600)  # per gunicorn worker
 
 
 def frame_ancestors(project: Project | None) -> str:
@@ -52,21 +64,52 @@ def _access(session, crop_id: int, write: bool = False) -> tasks.TaskAccess:
     rt = runtime()
     token = _bearer()
     try:
-        own_crop = session.get(Crop, verify_token(rt.settings.secret_key, token, rt.settings.assignment_ttl_s).crop_id)
+        claims = verify_token(rt.settings.secret_key, token, rt.settings.assignment_ttl_s)
     except UserError:
-        own_crop = None
-    if own_crop is not None:  # the allowlist of the token's own project, even when this request fails
-        image = session.get(Image, own_crop.image_id)
-        g.crowd_frame_ancestors = frame_ancestors(session.get(Project, image.project_id))
+        claims = None
+    rows = None
+    if claims is not None:  # one query loads what authorise reads (crop, assignment) and the project
+        rows = tasks.preload_task(session, claims.crop_id, claims.assignment_id)
+        if rows is not None:  # the allowlist of the token's own project, even when this request fails
+            g.crowd_frame_ancestors = frame_ancestors(rows[2])
+    g.crowd_task_rows = rows  # the session's identity map holds them only while referenced
     return tasks.authorise(session, token, crop_id, secret=rt.settings.secret_key,
-                           ttl_s=rt.settings.assignment_ttl_s, write=write)
+                           ttl_s=rt.settings.assignment_ttl_s, write=write, claims=claims)
+
+
+def _window(crop: Crop) -> tuple[int, int, int, int]:
+    return crop.y0, crop.x0, crop.y1, crop.x1
+
+
+def _labels_cache_key(store, crop: Crop, key: str) -> tuple:
+    return (store.url, "labels", key) + ((_window(crop),) if key == crop.key else ())
+
+
+def _crop_channels(store, crop: Crop) -> EncodedArray:
+    """The crop's (C,h,w) uint8 channels in the wire format, from the cache or the store."""
+    cache_key = (store.url, "channels", crop.key, _window(crop))
+    encoded = WIRE_CACHE.get(cache_key)
+    if encoded is None:
+        encoded = encode_array(store.get_arrays(crop.key)["channels"])
+        WIRE_CACHE.put(cache_key, encoded)
+    return encoded
+
+
+def _cached_label_reader(store, crop: Crop):
+    """``read(key)`` for tasks.current_labels: the cache when it holds the key, else the store."""
+
+    def read(key: str):
+        encoded = WIRE_CACHE.get(_labels_cache_key(store, crop, key))
+        return encoded.decode() if encoded is not None else labels_io.get_labels(store, key)
+
+    return read
 
 
 def task_dict(session, crop: Crop, access_or_lease) -> dict:
     image = session.get(Image, crop.image_id)
     project = session.get(Project, image.project_id)
     assignment = access_or_lease.assignment
-    _, revision = tasks.current_labels(session, runtime().store, crop, assignment)
+    _, revision = tasks.newest_labels_ref(session, crop, assignment)
     return {
         "crop_id": crop.id,
         "shape": [crop.y1 - crop.y0, crop.x1 - crop.x0],
@@ -128,10 +171,8 @@ def task_info(crop_id: int):
 def crop_channels(crop_id: int):
     rt = runtime()
     with rt.db.session() as s:
-        access = _access(s, crop_id)
-        key = access.crop.key
-    channels = rt.store.get_arrays(key)["channels"]
-    return array_response(channels)
+        crop = _access(s, crop_id).crop
+    return encoded_response(_crop_channels(rt.store, crop))
 
 
 @bp.get("/api/crowd/crops/<int:crop_id>/labels")
@@ -139,8 +180,14 @@ def crop_labels(crop_id: int):
     rt = runtime()
     with rt.db.session() as s:
         access = _access(s, crop_id)
-        labels, revision = tasks.current_labels(s, rt.store, access.crop, access.assignment)
-    return array_response(labels, {"X-Revision": str(revision)})
+        crop = access.crop
+        key, revision = tasks.newest_labels_ref(s, crop, access.assignment)
+    cache_key = _labels_cache_key(rt.store, crop, key)
+    encoded = WIRE_CACHE.get(cache_key)
+    if encoded is None:
+        encoded = encode_array(labels_io.get_labels(rt.store, key))
+        WIRE_CACHE.put(cache_key, encoded)
+    return encoded_response(encoded, {"X-Revision": str(revision)})
 
 
 @bp.put("/api/crowd/crops/<int:crop_id>/labels")
@@ -153,9 +200,13 @@ def put_labels(crop_id: int):
     with rt.db.session() as s:
         access = _access(s, crop_id, write=True)
         shape = (2, access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
-        labels = request_array(shape)
-        rev = tasks.save_revision(s, rt.store, access, labels, int(base_header), edit_count)
-        return jsonify({"revision": rev.number, "changed_pixels": rev.changed_pixels}), 201
+        labels, encoded = request_encoded_array(shape)
+        rev = tasks.save_revision(s, rt.store, access, labels, int(base_header), edit_count,
+                                  read=_cached_label_reader(rt.store, access.crop))
+        cache_key = _labels_cache_key(rt.store, access.crop, rev.key)
+        saved = {"revision": rev.number, "changed_pixels": rev.changed_pixels}
+    WIRE_CACHE.put(cache_key, encoded)  # committed: the next save and reload read it from here
+    return jsonify(saved), 201
 
 
 @bp.post("/api/crowd/crops/<int:crop_id>/tools/<tool>")
@@ -172,9 +223,9 @@ def server_tool(crop_id: int, tool: str):
     started = time.perf_counter()
     with rt.db.session() as s:
         access = _access(s, crop_id, write=True)
-        key = access.crop.key
-        shape = (access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
-    channels = rt.store.get_arrays(key)["channels"]
+        crop = access.crop
+        shape = (crop.y1 - crop.y0, crop.x1 - crop.x0)
+    channels = _crop_channels(rt.store, crop).decode()
     result = run_tool(tool, channels, shape, body, decode_box=box_array)
     payload = {"tool": tool, "changed": result is not None, "ms": round((time.perf_counter() - started) * 1000, 2)}
     if result is not None:

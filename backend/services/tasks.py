@@ -12,9 +12,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -238,11 +239,14 @@ class TaskAccess:
 
 
 def authorise(session: Session, token: str, crop_id: int, *, secret: str, ttl_s: int,
-              write: bool = False, now: datetime | None = None) -> TaskAccess:
+              write: bool = False, now: datetime | None = None, claims: TokenClaims | None = None) -> TaskAccess:
     """Check a bearer token against the crop it is used on. 401: bad token; 403: wrong crop or
-    a write with a read-only (preview or finished) task; 409: the lease has expired."""
+    a write with a read-only (preview or finished) task; 409: the lease has expired.
+
+    ``claims``: the token's claims when the caller has just verified it (saves a verification).
+    """
     now = now or utcnow()
-    claims = verify_token(secret, token, ttl_s)
+    claims = claims or verify_token(secret, token, ttl_s)
     if claims.crop_id != crop_id:
         raise ForbiddenError("this token belongs to another crop")
     crop = session.get(Crop, crop_id)
@@ -265,17 +269,81 @@ def authorise(session: Session, token: str, crop_id: int, *, secret: str, ttl_s:
     return TaskAccess(claims=claims, crop=crop, assignment=assignment)
 
 
+_PRELOAD = (
+    select(Crop, Image, Project)
+    .join(Image, Image.id == Crop.image_id)
+    .join(Project, Project.id == Image.project_id)
+    .where(Crop.id == bindparam("crop_id"))
+)
+_PRELOAD_WITH_ASSIGNMENT = _PRELOAD.add_columns(Assignment).outerjoin(
+    Assignment, Assignment.id == bindparam("assignment_id")
+)
+
+
+def preload_task(session: Session, crop_id: int, assignment_id: int | None) -> tuple | None:
+    """Load a crop, its image and project, and an assignment into ``session`` in one query.
+
+    While the caller holds the returned tuple (the session's identity map keeps only weak
+    references), later ``session.get`` calls for these rows, as in :func:`authorise`, cost no
+    query. (The statements are built once: on the crowd's hot path, building them cost more
+    than running them.)
+
+    Parameters
+    ----------
+    session : Session
+    crop_id : int
+        The crop named by a task token.
+    assignment_id : int or None
+        The token's assignment (None for a preview token).
+
+    Returns
+    -------
+    tuple or None
+        ``(Crop, Image, Project)`` plus the ``Assignment`` (or None when it does not exist) when
+        ``assignment_id`` is given; None when there is no such crop.
+    """
+    if assignment_id is None:
+        row = session.execute(_PRELOAD, {"crop_id": crop_id}).first()
+    else:
+        row = session.execute(_PRELOAD_WITH_ASSIGNMENT, {"crop_id": crop_id, "assignment_id": assignment_id}).first()
+    return tuple(row) if row is not None else None
+
+
 # --- revisions -----------------------------------------------------------------------------------
-def current_labels(session: Session, store: BlobStore, crop: Crop, assignment: Assignment | None) -> tuple[np.ndarray, int]:
-    """The newest labels of this assignment (or the crop's prediction) and their revision number."""
+LabelReader = Callable[[str], np.ndarray]
+_NEWEST_REVISION = (
+    select(LabelRevision.key, LabelRevision.number)
+    .where(LabelRevision.assignment_id == bindparam("assignment_id"))
+    .order_by(LabelRevision.number.desc())
+    .limit(1)
+)
+
+
+def newest_labels_ref(session: Session, crop: Crop, assignment: Assignment | None) -> tuple[str, int]:
+    """Where the newest labels of a task are, without reading them.
+
+    Returns
+    -------
+    (str, int)
+        The blob key of the assignment's latest revision and its number, or the crop's key and
+        0 (the prediction) when it has none (or for a preview, ``assignment`` None).
+    """
     if assignment is not None:
-        rev = session.scalar(
-            select(LabelRevision).where(LabelRevision.assignment_id == assignment.id)
-            .order_by(LabelRevision.number.desc()).limit(1)
-        )
-        if rev is not None:
-            return labels_io.get_labels(store, rev.key), rev.number
-    return labels_io.get_labels(store, crop.key), 0
+        row = session.execute(_NEWEST_REVISION, {"assignment_id": assignment.id}).first()
+        if row is not None:
+            return row.key, row.number
+    return crop.key, 0
+
+
+def current_labels(session: Session, store: BlobStore, crop: Crop, assignment: Assignment | None,
+                   read: LabelReader | None = None) -> tuple[np.ndarray, int]:
+    """The newest labels of this assignment (or the crop's prediction) and their revision number.
+
+    ``read(key)`` returns the (2,h,w) int32 labels stored under ``key``; default: from ``store``
+    (a caller with a cache of immutable revisions passes its own).
+    """
+    key, number = newest_labels_ref(session, crop, assignment)
+    return (read or (lambda k: labels_io.get_labels(store, k)))(key), number
 
 
 def check_label_stack(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -288,16 +356,22 @@ def check_label_stack(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels: np.ndarray, base: int,
-                  edit_count: int | None = None) -> LabelRevision:
-    """Save a new revision on top of ``base``; a stale base is a 409, never a silent overwrite."""
+                  edit_count: int | None = None, read: LabelReader | None = None) -> LabelRevision:
+    """Save a new revision on top of ``base``; a stale base is a 409, never a silent overwrite.
+
+    The revision's row is flushed before its labels are written, so of two concurrent saves on
+    the same base only the one holding the row writes the blob (the other waits on the unique
+    (assignment, number) index, then gets a 409); a save that fails later (or whose process
+    dies) leaves no row, and a revision row never names labels another request wrote.
+    ``read`` is passed to :func:`current_labels` for the previous labels.
+    """
     crop, assignment = access.crop, access.assignment
     labels = check_label_stack(labels, (crop.y1 - crop.y0, crop.x1 - crop.x0))
-    previous, current = current_labels(session, store, crop, assignment)
+    previous, current = current_labels(session, store, crop, assignment, read)
     if base != current:
         raise ConflictError(f"revision {base} is stale: the task is at revision {current}; reload it")
     number = current + 1
     key = labels_io.revision_key(assignment.id, number)
-    labels_io.put_labels(store, key, labels)
     rev = LabelRevision(assignment_id=assignment.id, number=number, key=key,
                         author=assignment.external_worker_id,
                         changed_pixels=int(np.count_nonzero(previous != labels)))
@@ -309,6 +383,7 @@ def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels
     except IntegrityError:  # a concurrent save took this number first
         session.rollback()
         raise ConflictError(f"revision {base} is stale: another save landed first; reload it") from None
+    labels_io.put_labels(store, key, labels)
     return rev
 
 
