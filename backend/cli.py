@@ -361,5 +361,35 @@ def scheduler(once: bool, interval: float) -> None:
     run_forever(rt, interval)
 
 
+@main.command()
+@click.option("--images", default=4, show_default=True, help="New synthetic images per round.")
+@click.option("--size", default=512, show_default=True, help="Image side in pixels.")
+@click.option("--channels", default=2, show_default=True, help="Channels (DAPI, membrane, lineage...).")
+@click.option("--rounds", default=3, show_default=True)
+@click.option("--annotators-per-crop", default=2, show_default=True)
+@click.option("--profiles", default="careful*2,hasty,spammer", show_default=True,
+              help="Simulated annotators: careful, hasty, spammer (NAME*N repeats).")
+@click.option("--train-steps", default=200, show_default=True)
+@click.option("--backbone", type=click.Choice(["small", "resnet50"]), default="small", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", "out_dir", default="simulation", show_default=True, type=click.Path(path_type=Path),
+              help="Where report.json and the learning curves go.")
+def simulate(images, size, channels, rounds, annotators_per_crop, profiles, train_steps, backbone, seed, out_dir):
+    """Run the whole loop unattended: simulated crowd and reviewer, training, promotion, report."""
+    from worker.simulate import SimulationConfig, SimulationError, run_simulation
+
+    rt = _runtime()
+    rt.db.require_migrated()
+    try:
+        config = SimulationConfig(images=images, size=size, channels=channels, rounds=rounds,
+                                  annotators_per_crop=annotators_per_crop, profiles=profiles,
+                                  train_steps=train_steps, backbone=backbone, seed=seed, out_dir=out_dir)
+        report = run_simulation(rt, config, progress=click.echo)
+    except SimulationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"report: {out_dir / 'report.json'}; held-out F1 by round: {report['f1_by_round']}, "
+               f"corrections per crop by round: {report.get('corrections_per_crop_by_round')}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
