@@ -1,4 +1,4 @@
-"""Speed and exactness of crop_stack / stitch_crops (backend.core.tiling) on Voronoi label images.
+"""Speed and exactness of crop_stack (backend.core.tiling) and stitch_crops (backend.core.stitch).
 
 For each image shape (2048x2048 with 3,000 cells, 4096x2048 and 1000x3000 at the same cell
 density) and each variant ("seams": cells separated by 2-px background seams; "touching": no
@@ -10,7 +10,10 @@ then, median of --repeats runs each:
 * stitch_s  ``stitch_crops`` of those crops back (ids as cut from the image);
 * f2 columns the same for the (2, H, W) whole-cell + nuclear stack;
 * cpu_ms    the process CPU time of one stitch (median), which other jobs on a shared machine
-            inflate less than wall time (the load average is printed in the header).
+            inflate less than wall time (the load average is printed in the header);
+* faults    minor page faults of one stitch (median): fresh memory the kernel had to zero,
+            counted in cpu_ms as system time (the output labels alone are 4 bytes per pixel and
+            feature; large temporaries that malloc hands back between calls add to it).
 
 Exactness is checked on crops whose ids were renumbered independently per crop (a random
 permutation, as annotators' editors do): ``cells_differing`` counts original cells that are not
@@ -29,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -40,7 +44,8 @@ from skimage.measure import label as connected_label
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 
-from backend.core.tiling import crop_plan, crop_stack, stitch_crops  # noqa: E402
+from backend.core.stitch import stitch_crops  # noqa: E402
+from backend.core.tiling import crop_plan, crop_stack  # noqa: E402
 
 SHAPES = {"2048": (2048, 2048), "4096x2048": (4096, 2048), "1000x3000": (1000, 3000)}
 CELLS_PER_PX = 3000 / 2048**2
@@ -96,15 +101,18 @@ def cells_differing(truth: np.ndarray, result: np.ndarray) -> int:
     return int(n_cells - np.count_nonzero(good))
 
 
-def median_time(fn, repeats: int) -> tuple[float, object, float]:
-    """Median wall time (s) of ``repeats`` calls, the last result, median CPU time (s)."""
-    times, cpu, result = [], [], None
+def median_time(fn, repeats: int) -> tuple[float, object, float, float]:
+    """Median wall time (s) of ``repeats`` calls, the last result, median CPU time (s), median
+    minor page faults."""
+    times, cpu, faults, result = [], [], [], None
     for _ in range(repeats):
+        start_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start, start_cpu = time.perf_counter(), time.process_time()
         result = fn()
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    return statistics.median(times), result, statistics.median(cpu)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start_faults)
+    return statistics.median(times), result, statistics.median(cpu), statistics.median(faults)
 
 
 def main() -> None:
@@ -121,8 +129,8 @@ def main() -> None:
     )
     header = (
         f"{'image':>10} {'variant':>9} {'cells':>6} {'crops':>5} {'crop_s':>8} {'stitch_s':>9} "
-        f"{'cpu_ms':>7} {'crop_s f2':>9} {'stitch_s f2':>11} {'cpu_ms f2':>9} {'differing':>9} "
-        f"{'conflicts':>9}"
+        f"{'cpu_ms':>7} {'faults':>6} {'crop_s f2':>9} {'stitch_s f2':>11} {'cpu_ms f2':>9} "
+        f"{'differing':>9} {'conflicts':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -137,10 +145,12 @@ def main() -> None:
         for variant in ("seams", "touching"):
             stack = voronoi_stack(shape, seams=variant == "seams", rng=rng)
             whole = stack[:1]
-            crop_s, crops, _ = median_time(lambda: crop_stack(whole, plan), args.repeats)
-            stitch_s, _, cpu = median_time(lambda: stitch_crops(plan, crops, shape), args.repeats)
-            crop_s2, crops2, _ = median_time(lambda: crop_stack(stack, plan), args.repeats)
-            stitch_s2, _, cpu2 = median_time(
+            crop_s, crops, *_ = median_time(lambda: crop_stack(whole, plan), args.repeats)
+            stitch_s, _, cpu, faults = median_time(
+                lambda: stitch_crops(plan, crops, shape), args.repeats
+            )
+            crop_s2, crops2, *_ = median_time(lambda: crop_stack(stack, plan), args.repeats)
+            stitch_s2, _, cpu2, _ = median_time(
                 lambda: stitch_crops(plan, crops2, shape), args.repeats
             )
             result = stitch_crops(plan, renumbered(crops2, rng), shape)
@@ -150,8 +160,9 @@ def main() -> None:
                 worst[key] = max(worst[key], value)
             print(
                 f"{name:>10} {variant:>9} {int(stack[0].max()):>6} {len(plan):>5} "
-                f"{crop_s:>8.4f} {stitch_s:>9.4f} {cpu * 1e3:>7.1f} {crop_s2:>9.4f} "
-                f"{stitch_s2:>11.4f} {cpu2 * 1e3:>9.1f} {n_diff:>9} {result.n_conflict_pixels:>9}"
+                f"{crop_s:>8.4f} {stitch_s:>9.4f} {cpu * 1e3:>7.1f} {faults:>6.0f} "
+                f"{crop_s2:>9.4f} {stitch_s2:>11.4f} {cpu2 * 1e3:>9.1f} {n_diff:>9} "
+                f"{result.n_conflict_pixels:>9}"
             )
         for key, value in worst.items():
             summary[f"{key}_{name}"] = round(value, 5)
