@@ -155,6 +155,14 @@ def settings(tmp_path, db_url):
 
 
 @pytest.fixture
+def pg_settings(tmp_path, pg_url):
+    """Settings on PostgreSQL only (tests that need its row locks or exercise it specifically)."""
+    env = {"LOOPLABEL_INSTANCE": str(tmp_path / "instance"), "DATABASE_URL": pg_url,
+           "STORAGE_URL": f"file://{tmp_path / 'storage'}", "SECRET_KEY": "test-secret"}
+    return Settings.from_env(env)
+
+
+@pytest.fixture
 def runtime(settings):
     from backend.runtime import Runtime
 

@@ -24,8 +24,8 @@ def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.fixture
-def pg_runtime(settings, pg_url):
-    rt = Runtime(settings.with_overrides(database_url=pg_url))
+def pg_runtime(pg_settings):
+    rt = Runtime(pg_settings)
     yield rt
     rt.close()
 

@@ -1,0 +1,93 @@
+"""build_dataset → train → evaluate → promote → predict on PostgreSQL; a crashing training keeps
+the promoted version serving."""
+
+import pytest
+from sqlalchemy import select
+
+from backend.models import DatasetVersion, Image, Job, ModelVersion
+from backend.runtime import Runtime
+from backend.services import registry
+from backend.services.demo import synthetic_npz
+from backend.services.images import Upload, import_images
+from backend.services.projects import create_project
+from backend.services.rounds import start_round
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture
+def rt(pg_settings):
+    runtime = Runtime(pg_settings)
+    yield runtime
+    runtime.close()
+
+
+def _approved_project(rt):
+    """Three synthetic images whose ground truth stands in for approved labels."""
+    with rt.db.session() as s:
+        project = create_project(s, "training", ["DAPI", "membrane"], auto_promote=False)
+        uploads = [Upload(f"t{i}.npz", synthetic_npz(256, 256, 2, seed=40 + i)) for i in range(3)]
+        for image in import_images(s, rt.store, project, uploads):
+            image.status, image.labels_key = "approved", image.ground_truth_key
+        return project.id
+
+
+def _jobs(rt, kind):
+    with rt.db.session() as s:
+        return s.scalars(select(Job).where(Job.kind == kind).order_by(Job.id)).all()
+
+
+def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(rt, monkeypatch):
+    project_id = _approved_project(rt)
+    with rt.db.session() as s:
+        from backend.models import Project
+
+        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
+    rt.queue.join()
+    build, train = _jobs(rt, "build_dataset")[-1], _jobs(rt, "train_model")[-1]
+    assert (build.status, build.progress) == ("finished", 1.0), build.error
+    assert (train.status, train.progress) == ("finished", 1.0), train.error
+    assert "F1" in train.message
+    with rt.db.session() as s:
+        ds = s.scalar(select(DatasetVersion))
+        assert sum(ds.n_tiles.values()) == 3 and ds.n_tiles["train"] >= 1
+        v1 = s.scalar(select(ModelVersion))
+        assert v1.status == "ready" and v1.key and v1.metrics["f1"] is not None
+        assert v1.metrics["reference"]["source"] == "baseline"
+        registry.promote(s, v1.id)
+        rt.queue.enqueue(s, "worker.jobs.evaluate_model", project_id=project_id, model_version_id=v1.id)
+    rt.queue.join()
+    evaluate = _jobs(rt, "evaluate_model")[-1]
+    assert evaluate.status == "finished" and evaluate.result["f1"] is not None
+    # The next round predicts with the promoted version.
+    with rt.db.session() as s:
+        for image in s.scalars(select(Image)):
+            image.status = "uploaded"
+        from backend.models import Project
+
+        start_round(s, rt.queue, s.get(Project, project_id))
+    rt.queue.join()
+    predictions = _jobs(rt, "predict_image")
+    assert predictions and all(j.status == "finished" and j.result["source"] == "model v1" for j in predictions)
+
+    # A training that crashes leaves a failed version and the promoted one serving.
+    import worker.model.train as train_module
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("out of GPU memory (simulated)")
+
+    monkeypatch.setattr(train_module, "train_model", crash)
+    with rt.db.session() as s:
+        for image in s.scalars(select(Image)):
+            image.status = "approved"
+        from backend.models import Project
+
+        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
+    rt.queue.join()
+    failed = _jobs(rt, "train_model")[-1]
+    assert failed.status == "failed" and "out of GPU memory" in failed.error
+    with rt.db.session() as s:
+        versions = {mv.version: mv for mv in s.scalars(select(ModelVersion))}
+        assert versions[2].status == "failed" and "out of GPU memory" in versions[2].error
+        assert versions[1].status == "promoted"
+        assert registry.promoted(s, project_id).id == v1.id
