@@ -372,9 +372,12 @@ def scheduler(once: bool, interval: float) -> None:
 @click.option("--train-steps", default=200, show_default=True)
 @click.option("--backbone", type=click.Choice(["small", "resnet50"]), default="small", show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--promotion", type=click.Choice(["rule", "always"]), default="rule", show_default=True,
+              help="rule: the project's auto-promotion; always: the admin promotes every new version.")
 @click.option("--out", "out_dir", default="simulation", show_default=True, type=click.Path(path_type=Path),
               help="Where report.json and the learning curves go.")
-def simulate(images, size, channels, rounds, annotators_per_crop, profiles, train_steps, backbone, seed, out_dir):
+def simulate(images, size, channels, rounds, annotators_per_crop, profiles, train_steps, backbone, seed,
+             promotion, out_dir):
     """Run the whole loop unattended: simulated crowd and reviewer, training, promotion, report."""
     from worker.simulate import SimulationConfig, SimulationError, run_simulation
 
@@ -383,7 +386,8 @@ def simulate(images, size, channels, rounds, annotators_per_crop, profiles, trai
     try:
         config = SimulationConfig(images=images, size=size, channels=channels, rounds=rounds,
                                   annotators_per_crop=annotators_per_crop, profiles=profiles,
-                                  train_steps=train_steps, backbone=backbone, seed=seed, out_dir=out_dir)
+                                  train_steps=train_steps, backbone=backbone, seed=seed, promotion=promotion,
+                                  out_dir=out_dir)
         report = run_simulation(rt, config, progress=click.echo)
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from None

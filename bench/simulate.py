@@ -7,12 +7,13 @@ last line, one JSON object with ``f1_by_round`` (held-out whole-cell F1 of the m
 predicted each round; round 0 is the classical baseline) and ``corrections_per_crop_by_round``
 (changed cells per crop by honest annotators), plus the run's size and minutes.
 
-Default size (about 15-25 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2
-channels; 4 crops of 270 px each), 4 annotators (careful x2, hasty, spammer), 2 per crop, small
-backbone, 150 training steps per round, each version fine-tuned from the previous one
-(``--promotion always``).
+Default size (about 20 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;
+4 crops of 270 px each), 4 annotators (careful x2, hasty, spammer), 2 per crop, small backbone,
+300 training steps per round, each version promoted and fine-tuned by the next round
+(``--promotion always``), so the training accumulates: 900 steps by the last round. With
+``--promotion rule`` a version serves only if it beats the one before on its test split.
 
-Usage: ``python bench/simulate.py [--rounds 4] [--images 4] [--size 512] [--steps 150] ...``
+Usage: ``python bench/simulate.py [--rounds 4] [--images 4] [--size 512] [--steps 300] ...``
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--annotators-per-crop", type=int, default=2)
     parser.add_argument("--profiles", default="careful*2,hasty,spammer")
-    parser.add_argument("--steps", type=int, default=150, help="training steps per round")
+    parser.add_argument("--steps", type=int, default=300, help="training steps per round")
     parser.add_argument("--backbone", default="small", choices=["small", "resnet50"])
     parser.add_argument("--promotion", default="always", choices=["always", "rule"])
     parser.add_argument("--test-images", type=int, default=2)

@@ -18,19 +18,27 @@ _cache: dict[str, object] = {}
 _cache_lock = threading.Lock()
 
 
+def load_model_copy(store: BlobStore, key: str):
+    """A fresh, uncached copy of a stored ``.keras`` model (for fine-tuning: never the served one)."""
+    import keras
+
+    import worker.model.panoptic  # noqa: F401  (registers the custom layers)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(store.get_bytes(key))
+        return keras.saving.load_model(path, compile=False)
+
+
 def load_model(store: BlobStore, key: str):
-    """Load a ``.keras`` model from the store, once per process (the gpu worker keeps TF loaded)."""
+    """Load a ``.keras`` model from the store, once per process (the gpu worker keeps TF loaded).
+
+    The cached object is for prediction only; training must use :func:`load_model_copy`.
+    """
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-        import keras
-
-        import worker.model.panoptic  # noqa: F401  (registers the custom layers)
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
-            path.write_bytes(store.get_bytes(key))
-            model = keras.saving.load_model(path, compile=False)
+        model = load_model_copy(store, key)
         _cache.clear()  # one model at a time: versions change per round
         _cache[key] = model
         return model

@@ -308,10 +308,6 @@ class Simulation:
             for role, password in passwords.items():
                 create_user(s, f"sim-{role}-{tag}", role, password)
         app = build_app(runtime=self.runtime)
-        if "admin" not in app.blueprints:  # until backend/app.py registers the admin console itself
-            from backend.api import admin as admin_api
-
-            app.register_blueprint(admin_api.bp)
         held_out = HeldOutTest(config)
         rounds = []
         with serve(app) as url:

@@ -128,6 +128,7 @@ class AnnotatorProfile:
 
     @property
     def is_spammer(self) -> bool:
+        """Whether the profile submits without correcting (``spam`` is set)."""
         return bool(self.spam)
 
 
@@ -481,6 +482,7 @@ class Correction:
 
     @property
     def final(self) -> np.ndarray | None:
+        """The (2, h, w) int32 labels submitted, or None when nothing was saved (unchanged)."""
         return self.checkpoints[-1] if self.checkpoints else None
 
 

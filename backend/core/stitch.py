@@ -271,9 +271,12 @@ def _stitch_feature(
     shown[component[node[space[owns]]]] = True
     new_id = np.where(shown, np.cumsum(shown, dtype=np.int32), 0).astype(np.int32)
     lookup = new_id[component][node]  # id space -> output id (0 for background)
+    scratch = np.empty(grid.slot, np.int32)  # np.take writes fastest to contiguous memory
     for c, (owned_local, owned_image) in enumerate(grid.owned):
-        table = lookup[id_start[c] : id_start[c + 1]]
-        np.take(table, crops[c][owned_local], out=out[owned_image], mode="wrap")
+        owned = crops[c][owned_local]
+        result = scratch[: owned.size].reshape(owned.shape)
+        np.take(lookup[id_start[c] : id_start[c + 1]], owned, out=result, mode="wrap")
+        out[owned_image] = result
     return int(np.count_nonzero(shown))
 
 

@@ -105,8 +105,7 @@ def build_dataset(session: Session, store: BlobStore, project_id: int, progress=
         y = np.stack(ys).astype(np.int32) if ys else np.zeros((0, TILE, TILE, 2), np.int32)
         store.put_arrays(f"{ds.key_prefix}/{split}.npz", X=X, y=y)
         n_tiles[split] = int(X.shape[0])
-        if progress:
-            progress(0.5 + 0.5 * (s_index + 1) / len(SPLITS), f"wrote {split}: {X.shape[0]} tiles")
+        # no progress rows from here on: this session holds the write lock (SQLite would deadlock)
     ds.image_ids = splits
     ds.n_tiles = n_tiles
     ds.qc = {"dropped_images": dropped, "min_cell_px": MIN_CELL_PX, "min_cells": MIN_CELLS}

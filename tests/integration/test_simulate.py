@@ -62,7 +62,8 @@ def test_two_simulated_rounds_leave_every_stage_behind(rq_runtime, tmp_path):
             LabelRevision.assignment_id.in_([a.id for a in assignments]))).all()
         stitches = s.scalars(select(Stitch).where(Stitch.image_id.in_([i.id for i in images]))).all()
         reviews = s.scalars(select(Review).where(Review.stitch_id.in_([st.id for st in stitches]))).all()
-        datasets = s.scalars(select(DatasetVersion).where(DatasetVersion.project_id == pid)).all()
+        datasets = s.scalars(select(DatasetVersion).where(DatasetVersion.project_id == pid)
+                             .order_by(DatasetVersion.version)).all()
         jobs = s.scalars(select(Job).where(Job.project_id == pid)).all()
         leased = s.scalar(select(func.count(Assignment.id)).where(Assignment.status == "leased"))
 
