@@ -10,7 +10,7 @@ install:
 
 run: install
 	looplabel db upgrade
-	looplabel demo
+	looplabel demo --base-url http://$(HOST):$(PORT)
 	looplabel serve --host $(HOST) --port $(PORT)
 
 # Installs what the tests need (apt Chromium, pip extras), starts PostgreSQL/Redis if they are
