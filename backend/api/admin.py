@@ -29,18 +29,9 @@ from backend.services import images as image_service
 from backend.services import projects as project_service
 
 bp = Blueprint("admin", __name__)
-CONSOLE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
-
-
 @bp.after_request
 def console_headers(response: Response) -> Response:
-    """A strict CSP (scripts only from this origin, never framed) and no caching of pages or JSON."""
-    response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+    """No caching of console pages or JSON (the app adds the strict CSP of every staff page)."""
     if response.mimetype in ("text/html", "application/json"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response

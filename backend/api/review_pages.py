@@ -20,18 +20,9 @@ from backend.services import projects as project_service
 from backend.services import review as review_service
 
 bp = Blueprint("review_pages", __name__)
-REVIEW_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-)
-
-
 @bp.after_request
 def review_page_headers(response: Response) -> Response:
-    """Scripts only from this origin, never framed, never cached (the queue changes)."""
-    response.headers.setdefault("Content-Security-Policy", REVIEW_CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+    """Never cached (the queue changes); the app adds the strict CSP of every staff page."""
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 
