@@ -12,16 +12,20 @@ from sqlalchemy import select
 
 from backend.errors import UserError
 from backend.models import Project
-from backend.services import registry
+from backend.services import registry, tasks
 
 log = logging.getLogger(__name__)
 
 
 def run_once(runtime) -> list[dict]:
-    """Start retraining for every project that is due; returns what was started."""
+    """Mark expired crowd leases, and start retraining for every project that is due; returns
+    what was started."""
     started = []
     with runtime.db.session() as s:
+        expired = tasks.expire_leases(s)
         project_ids = list(s.scalars(select(Project.id)))
+    if expired:
+        log.info("%d crowd leases expired", expired)
     for project_id in project_ids:
         with runtime.db.session() as s:
             project = s.get(Project, project_id)

@@ -202,7 +202,7 @@ def put_labels(crop_id: int):
         shape = (2, access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
         labels, encoded = request_encoded_array(shape)
         rev = tasks.save_revision(s, rt.store, access, labels, int(base_header), edit_count,
-                                  read=_cached_label_reader(rt.store, access.crop))
+                                  read=_cached_label_reader(rt.store, access.crop), zlib_stream=encoded.data)
         cache_key = _labels_cache_key(rt.store, access.crop, rev.key)
         saved = {"revision": rev.number, "changed_pixels": rev.changed_pixels}
     WIRE_CACHE.put(cache_key, encoded)  # committed: the next save and reload read it from here

@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify, request
 
 from backend.api import runtime
 from backend.api.auth import current_user, require_role
-from backend.api.wire import array_response, box_array, box_payload, request_array
+from backend.api.wire import array_response, box_array, box_payload, request_encoded_array
 from backend.errors import UserError
 from backend.models import Crop, Image, Project, Round
 from backend.services import labels_io, review
@@ -82,8 +82,9 @@ def save_labels(stitch_id: int):
     with rt.db.session() as s:
         stitch = review.get_stitch(s, stitch_id)
         image = s.get(Image, stitch.image_id)
-        labels_new = request_array((2, image.height, image.width))
-        rev = review.save_review_revision(s, rt.store, stitch, labels_new, int(base), current_user().username)
+        labels_new, encoded = request_encoded_array((2, image.height, image.width))
+        rev = review.save_review_revision(s, rt.store, stitch, labels_new, int(base), current_user().username,
+                                          zlib_stream=encoded.data)
         return jsonify({"revision": rev.number, "changed_pixels": rev.changed_pixels}), 201
 
 

@@ -33,11 +33,19 @@ def review_revision_key(stitch_id: int, number: int) -> str:
     return f"reviews/{stitch_id}/{number}.npz"
 
 
-def put_labels(store: BlobStore, key: str, labels: np.ndarray) -> None:
-    """Store an (F,H,W) label stack as ``whole_cell`` / ``nuclear`` int32 arrays."""
+def put_labels(store: BlobStore, key: str, labels: np.ndarray, zlib_stream: bytes | None = None) -> None:
+    """Store an (F,H,W) label stack as ``whole_cell`` / ``nuclear`` int32 arrays.
+
+    ``zlib_stream``: the stack's raw little-endian int32 bytes as one complete zlib stream (the
+    wire format of an upload, already checked to inflate to ``labels``); stored as is, as one
+    ``labels`` array, instead of compressing the labels again.
+    """
     labels = np.asarray(labels)
     if labels.ndim != 3 or labels.shape[0] != 2:
         raise ValueError(f"labels must be (2,H,W), got {labels.shape}")
+    if zlib_stream is not None:
+        store.put_deflated_array(key, "labels", np.ascontiguousarray(labels, dtype="<i4"), zlib_stream)
+        return
     store.put_arrays(key, whole_cell=labels[0].astype(np.int32), nuclear=labels[1].astype(np.int32))
 
 

@@ -59,9 +59,10 @@ def current_review_labels(session: Session, store: BlobStore, stitch: Stitch) ->
 
 
 def save_review_revision(session: Session, store: BlobStore, stitch: Stitch, labels: np.ndarray, base: int,
-                         author: str) -> LabelRevision:
+                         author: str, zlib_stream: bytes | None = None) -> LabelRevision:
     """Save a reviewer's labels on top of revision ``base``; a stale base (another reviewer saved
-    first) is a 409 and changes nothing."""
+    first) is a 409 and changes nothing. ``zlib_stream``: the labels in the wire format, stored
+    as is (:func:`labels_io.put_labels`)."""
     image = session.get(Image, stitch.image_id)
     if labels.shape != (2, image.height, image.width):
         raise UserError(f"labels must have shape (2, {image.height}, {image.width}), got {labels.shape}")
@@ -72,7 +73,7 @@ def save_review_revision(session: Session, store: BlobStore, stitch: Stitch, lab
         raise ConflictError(f"revision {base} is stale: another reviewer saved revision {current}; reload")
     number = current + 1
     key = labels_io.review_revision_key(stitch.id, number)
-    labels_io.put_labels(store, key, labels)
+    labels_io.put_labels(store, key, labels, zlib_stream)
     claimed = session.execute(
         update(Stitch).where(Stitch.id == stitch.id, Stitch.revision == base).values(revision=number, updated_at=utcnow())
     ).rowcount

@@ -41,7 +41,11 @@ class Lease:
 
 
 def expire_leases(session: Session, now: datetime | None = None) -> int:
-    """Mark leases past their expiry as expired (their crops go back to the pool)."""
+    """Mark leases past their expiry as expired (bookkeeping for the console; the scheduler runs it).
+
+    Leasing does not need it: a lease past its expiry already counts for nothing, so its crop is
+    back in the pool the moment it expires.
+    """
     now = now or utcnow()
     result = session.execute(
         update(Assignment)
@@ -90,7 +94,8 @@ def _candidates(session: Session, project: Project, annotator: Annotator, now: d
             Assignment.crop_id == Crop.id,
             Assignment.annotator_id == annotator.id,
             Assignment.generation == Crop.generation,
-            Assignment.status.in_(("leased", "submitted")),
+            or_(Assignment.status == "submitted",
+                and_(Assignment.status == "leased", Assignment.lease_expires_at >= now)),
         )
         .correlate(Crop)
         .exists()
@@ -137,7 +142,6 @@ def lease_task(
     now = now or utcnow()
     platform = platform_for(project.platform)
     identity: Identity = platform.identify(params)
-    expire_leases(session, now)
     if identity.preview:
         crop = session.scalar(_candidates_any(project))
         if crop is None:
@@ -195,16 +199,26 @@ def _pick_crop(session: Session, project: Project, annotator: Annotator, identit
         return _lock(session, crop)
     order = [True, False] if _wants_gold(session, project, annotator) else [False, True]
     for gold in order:
-        for crop in session.scalars(_candidates(session, project, annotator, now, gold).limit(20)):
-            locked = _lock(session, crop)
-            if gold or _still_needed(session, locked, project, now):
-                return locked
+        candidates = list(session.scalars(_candidates(session, project, annotator, now, gold).limit(20)))
+        # Concurrent leases all want the crop nearest completion: one takes it, the others move
+        # on to the next instead of queueing behind its lock; only when every candidate is
+        # being leased right now does a lease wait (for the first).
+        for skip_locked in (True, False):
+            for crop in candidates:
+                locked = _lock(session, crop, skip_locked)
+                if locked is not None and (gold or _still_needed(session, locked, project, now)):
+                    return locked
     raise NoTaskError("there is no task left for you in this project right now; thank you")
 
 
-def _lock(session: Session, crop: Crop) -> Crop:
-    """Row-lock the crop (PostgreSQL) so two leases cannot both take its last slot."""
-    return session.scalar(select(Crop).where(Crop.id == crop.id).with_for_update()) or crop
+def _lock(session: Session, crop: Crop, skip_locked: bool = False) -> Crop | None:
+    """Row-lock the crop (PostgreSQL) so two leases cannot both take its last slot.
+
+    With ``skip_locked``, None when another transaction holds the lock (SQLite, which serialises
+    writers instead, always returns the crop).
+    """
+    locking = select(Crop).where(Crop.id == crop.id).with_for_update(skip_locked=skip_locked)
+    return session.scalar(locking.execution_options(populate_existing=True))  # as of the lock
 
 
 def _still_needed(session: Session, crop: Crop, project: Project, now: datetime) -> bool:
@@ -356,14 +370,16 @@ def check_label_stack(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels: np.ndarray, base: int,
-                  edit_count: int | None = None, read: LabelReader | None = None) -> LabelRevision:
+                  edit_count: int | None = None, read: LabelReader | None = None,
+                  zlib_stream: bytes | None = None) -> LabelRevision:
     """Save a new revision on top of ``base``; a stale base is a 409, never a silent overwrite.
 
     The revision's row is flushed before its labels are written, so of two concurrent saves on
     the same base only the one holding the row writes the blob (the other waits on the unique
     (assignment, number) index, then gets a 409); a save that fails later (or whose process
     dies) leaves no row, and a revision row never names labels another request wrote.
-    ``read`` is passed to :func:`current_labels` for the previous labels.
+    ``read`` is passed to :func:`current_labels` for the previous labels; ``zlib_stream``, the
+    labels as received in the wire format, is stored as is (:func:`labels_io.put_labels`).
     """
     crop, assignment = access.crop, access.assignment
     labels = check_label_stack(labels, (crop.y1 - crop.y0, crop.x1 - crop.x0))
@@ -383,7 +399,7 @@ def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels
     except IntegrityError:  # a concurrent save took this number first
         session.rollback()
         raise ConflictError(f"revision {base} is stale: another save landed first; reload it") from None
-    labels_io.put_labels(store, key, labels)
+    labels_io.put_labels(store, key, labels, zlib_stream)
     return rev
 
 

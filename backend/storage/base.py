@@ -15,6 +15,7 @@ import numpy as np
 
 from backend.storage.errors import BlobNotFoundError, InvalidKeyError, StorageError
 from backend.storage.keys import validate_key
+from backend.storage.npz import npz_from_zlib
 
 __all__ = ["StorageError", "InvalidKeyError", "BlobNotFoundError", "BlobStore"]
 
@@ -181,6 +182,15 @@ class BlobStore(ABC):
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         self.put_bytes(key, buffer.getvalue(), "application/zip")
+
+    def put_deflated_array(self, key: str, name: str, array: np.ndarray, zlib_stream: bytes) -> None:
+        """Store ``array`` as the one member ``name`` of an ``.npz`` archive, compressed by
+        ``zlib_stream`` (a complete zlib stream of its raw bytes) as it is, without compressing
+        again (see :mod:`backend.storage.npz`). :meth:`get_arrays` reads it back.
+        """
+        validate_key(key)
+        _refuse_object_dtype(key, array)
+        self.put_bytes(key, npz_from_zlib(name, array, zlib_stream), "application/zip")
 
     def get_arrays(self, key: str) -> dict[str, np.ndarray]:
         """Load the named arrays stored by :meth:`put_arrays`.

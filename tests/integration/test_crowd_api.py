@@ -103,7 +103,76 @@ def test_expired_leases_return_the_crop_to_the_pool(runtime):
         later = utcnow() + timedelta(seconds=ttl + 1)
         again = tasks.lease_task(s, project, {"worker": "late"}, secret="k", ttl_s=ttl, now=later)
         assert again.crop.id == crop_ids[0]
+        assert s.get(Assignment, first.assignment.id).status == "leased"  # leasing only reads the expiry
+        assert tasks.expire_leases(s, later) == 2  # the scheduler's bookkeeping
         assert s.get(Assignment, first.assignment.id).status == "expired"
+        assert s.get(Assignment, again.assignment.id).status == "leased"
+        # the slow worker's lease has expired: it may take that crop again
+        back = tasks.lease_task(s, project, {"worker": "slow"}, secret="k", ttl_s=ttl, now=later)
+        assert back.crop.id in crop_ids and back.assignment.id != first.assignment.id
+
+
+@pytest.fixture
+def pg_runtime(pg_settings):
+    from backend.runtime import Runtime
+
+    rt = Runtime(pg_settings)
+    yield rt
+    rt.close()
+
+
+def test_a_lease_skips_a_crop_another_lease_is_taking(pg_runtime):
+    from sqlalchemy import text
+
+    from backend.models import Project
+
+    project_id, crop_ids = make_project(pg_runtime, k=2)
+    with pg_runtime.db.session() as holder:  # a lease in flight holds the first crop's row
+        holder.execute(select(Crop).where(Crop.id == crop_ids[0]).with_for_update()).all()
+        with pg_runtime.db.session() as s:
+            s.execute(text("SET LOCAL lock_timeout = '3s'"))  # waiting would fail, not hang
+            first = tasks.lease_task(s, s.get(Project, project_id), {"worker": "a"}, secret="k", ttl_s=60)
+            assert first.crop.id == crop_ids[1]
+    with pg_runtime.db.session() as s:  # the lock is gone: the crop nearest completion comes first again
+        second = tasks.lease_task(s, s.get(Project, project_id), {"worker": "b"}, secret="k", ttl_s=60)
+        assert second.crop.id == crop_ids[1]
+
+
+def test_concurrent_leases_give_no_crop_more_than_k(pg_runtime):
+    from collections import Counter
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backend.models import Project
+
+    project_id, crop_ids = make_project(pg_runtime, k=2)
+
+    def take(i):
+        with pg_runtime.db.session() as s:
+            try:
+                return tasks.lease_task(s, s.get(Project, project_id), {"worker": f"w{i}"}, secret="k", ttl_s=60).crop.id
+            except tasks.NoTaskError:
+                return None
+
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(take, range(3 * len(crop_ids))))
+    assert Counter(c for c in got if c is not None) == {c: 2 for c in crop_ids}
+    assert got.count(None) == len(crop_ids)
+
+
+def test_the_scheduler_pass_marks_expired_leases_only(runtime):
+    from backend.models import Project
+    from worker.scheduler import run_once
+
+    project_id, _ = make_project(runtime, k=1)
+    with runtime.db.session() as s:
+        project = s.get(Project, project_id)
+        old = tasks.lease_task(s, project, {"worker": "gone"}, secret="k", ttl_s=60,
+                               now=utcnow() - timedelta(hours=1)).assignment.id
+        live = tasks.lease_task(s, project, {"worker": "here"}, secret="k", ttl_s=600).assignment.id
+    assert run_once(runtime) == []  # nothing approved: no retraining either
+    with runtime.db.session() as s:
+        assert s.get(Assignment, old).status == "expired"
+        assert s.get(Assignment, live).status == "leased"
 
 
 def test_gold_tasks_are_mixed_in_and_scored(client, runtime):
@@ -139,6 +208,8 @@ def test_revisions_conflicts_and_bad_bodies(client, runtime):
     edited[0, 50:60, 50:60] = 123456
     r = put_labels(client, crop_id, token, edited, 0)
     assert r.status_code == 201 and r.json == {"revision": 1, "changed_pixels": 100}
+    stored = labels_io.get_labels(runtime.store, labels_io.revision_key(t["task"]["assignment_id"], 1))
+    assert stored.dtype == np.int32 and np.array_equal(stored, edited)  # the store, not only the cache
     stale = put_labels(client, crop_id, token, labels, 0)
     assert stale.status_code == 409 and "stale" in stale.json["error"]
     again, rev = get_labels(client, crop_id, token)
@@ -162,6 +233,21 @@ def test_revisions_conflicts_and_bad_bodies(client, runtime):
     assert no_base.status_code == 400 and "X-Base-Revision" in no_base.json["error"]
     _, rev = get_labels(client, crop_id, token)
     assert rev == 1
+
+
+def test_a_revision_body_with_bytes_after_its_stream_is_stored_re_encoded(client, runtime):
+    project_id, _ = make_project(runtime)
+    t = lease(client, project_id, worker="tail").json
+    crop_id, token = t["task"]["crop_id"], t["token"]
+    labels = get_labels(client, crop_id, token)[0].copy()
+    labels[1, :5, :5] = 77
+    body = zlib.compress(np.ascontiguousarray(labels, dtype="<i4").tobytes()) + b"trailing bytes"
+    r = client.put(f"/api/crowd/crops/{crop_id}/labels", data=body,
+                   headers={**auth(token), "X-Base-Revision": "0", "X-Shape": "2,64,64"})
+    assert r.status_code == 201
+    key = labels_io.revision_key(t["task"]["assignment_id"], 1)
+    assert b"trailing bytes" not in runtime.store.get_bytes(key)
+    assert np.array_equal(labels_io.get_labels(runtime.store, key), labels)
 
 
 def test_channels_are_uint8_deflate_with_shape(client, runtime):

@@ -4,11 +4,15 @@ The S3 variant talks to a real moto server (``ThreadedMotoServer``) started once
 per module on a free port; every test gets a fresh bucket. boto3 is never patched.
 """
 
+import gzip
+import io
 import logging
 import os
 import threading
 import urllib.request
 import uuid
+import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -173,6 +177,33 @@ def test_npz_is_compressed(store):
     zeros = np.zeros((512, 512), dtype=np.int32)
     store.put_arrays("z.npz", labels=zeros)
     assert len(store.get_bytes("z.npz")) < zeros.nbytes // 50
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+@pytest.mark.parametrize("shape", [(2, 70, 53), (2, 0, 8), (3,)])
+def test_a_deflated_array_is_stored_with_the_stream_as_sent(store, level, shape):
+    labels = np.random.default_rng(level).integers(0, 70000, size=shape).astype("<i4")
+    stream = zlib.compress(labels.tobytes(), level)
+    store.put_deflated_array("revisions/4/2.npz", "labels", labels, stream)
+    blob = store.get_bytes("revisions/4/2.npz")
+    assert stream[2:-4] in blob  # the received deflate blocks, not compressed again
+    assert len(blob) < len(stream) + 300
+    assert zipfile.ZipFile(io.BytesIO(blob)).testzip() is None  # the member's CRC-32 checks out
+    loaded = store.get_arrays("revisions/4/2.npz")
+    assert set(loaded) == {"labels"} and loaded["labels"].dtype == labels.dtype
+    np.testing.assert_array_equal(loaded["labels"], labels)
+
+
+def test_a_deflated_array_needs_a_zlib_stream_and_stores_nothing_otherwise(store):
+    labels = np.arange(12, dtype="<i4").reshape(3, 4)
+    raw = labels.tobytes()
+    raw_deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+    for bad in (gzip.compress(raw), raw_deflate.compress(raw) + raw_deflate.flush(), b"", b"x\x9c"):
+        with pytest.raises(ValueError, match="zlib"):
+            store.put_deflated_array("bad.npz", "labels", labels, bad)
+    with pytest.raises(ValueError, match="contiguous"):
+        store.put_deflated_array("bad.npz", "labels", labels.T, zlib.compress(labels.T.tobytes()))
+    assert store.list() == []
 
 
 def test_reading_the_wrong_kind_of_blob_is_a_storage_error(store):
