@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.config import Settings
@@ -96,6 +97,16 @@ def _register_error_handlers(app: Flask) -> None:
     def _too_large(exc):
         limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
         return jsonify({"error": f"the upload is larger than the limit of {limit} MB (MAX_UPLOAD_MB)"}), 413
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):
+        if not exc.connection_invalidated:
+            raise exc  # a bug or an outage: the 500 handler logs it
+        # The database restarted under a pooled connection (they are not pinged on checkout);
+        # the pool has been renewed, so the same request succeeds when sent again.
+        response = jsonify({"error": "the connection to the database was reset; please retry"})
+        response.headers["Retry-After"] = "1"
+        return response, 503
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -29,12 +30,15 @@ def driver_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, autocommit: bool = False) -> Engine:
     """An engine for ``url`` with the settings each backend needs.
 
     SQLite gets foreign keys, WAL and a busy timeout (the embedded default is shared by the web
-    server and the in-process job thread); PostgreSQL gets pre-ping so a restarted server is
-    survived.
+    server and the in-process job thread). PostgreSQL connections are recycled after 30 minutes
+    and not pinged on checkout (a round trip on every request): after a database restart the
+    first statement on a dead connection fails, SQLAlchemy then renews the whole pool, and the
+    caller retries (:meth:`Database.read` itself; the web app answers 503 + Retry-After, which the
+    editor's autosave retries). ``autocommit``: for :meth:`Database.read`, a small pool.
     """
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
@@ -50,7 +54,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(driver_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if autocommit:  # read-only statements: no BEGIN / ROLLBACK round trips
+        return create_engine(driver_url(url), pool_size=4, max_overflow=8, pool_recycle=1800,
+                             isolation_level="AUTOCOMMIT")
+    return create_engine(driver_url(url), pool_size=10, max_overflow=10, pool_recycle=1800)
 
 
 class Database:
@@ -59,6 +66,7 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self.engine = make_engine(url)
+        self._reads = make_engine(url, autocommit=True) if url.startswith("postgres") else self.engine
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -73,6 +81,22 @@ class Database:
             raise
         finally:
             s.close()
+
+    def read(self, statement, params: dict | None = None):
+        """The first row of a read-only Core ``statement`` (or None), outside any transaction.
+
+        For hot read paths: no ORM session, no BEGIN/ROLLBACK round trips on PostgreSQL (its own
+        small pool in autocommit mode). A statement that fails because its pooled connection
+        died (a database restart) is run once more on a fresh connection.
+        """
+        for attempt in (0, 1):
+            try:
+                with self._reads.connect() as connection:
+                    return connection.execute(statement, params or {}).first()
+            except DBAPIError as exc:
+                if attempt or not exc.connection_invalidated:
+                    raise
+        return None  # pragma: no cover - the loop returns or raises
 
     def check(self) -> None:
         """Raise if the database cannot answer a trivial query (health check)."""
@@ -118,6 +142,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._reads.dispose()
 
 
 def mask(url: str) -> str:

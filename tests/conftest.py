@@ -100,6 +100,29 @@ def pg_url(pg_database_url):
     return pg_database_url
 
 
+@pytest.fixture
+def drop_pg_connections():
+    """``drop(url)``: end every other connection to ``url``'s database, as a server restart
+    would (returns how many); the test's pools still hold them."""
+
+    def drop(url):
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url)
+        conn = psycopg2.connect(host=u.host, port=u.port or 5432, user=u.username, password=u.password,
+                                dbname=u.database)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            killed = cur.fetchone()[0]
+        conn.close()
+        return killed
+
+    return drop
+
+
 # --- Redis ------------------------------------------------------------------------------------
 @pytest.fixture
 def redis_url():

@@ -23,8 +23,9 @@ from backend.api.wire import (
 )
 from backend.errors import UserError
 from backend.models import Crop, Image, Project
-from backend.services import labels_io, tasks
+from backend.services import labels_io, task_access, tasks
 from backend.services.projects import get_project, instructions_html
+from backend.services.task_access import TaskAccess
 from backend.services.tokens import verify_token
 
 bp = Blueprint("crowd", __name__)
@@ -36,9 +37,9 @@ MTURK_ORIGINS = "https://www.mturk.com https://workersandbox.mturk.com"
 WIRE_CACHE = EncodedArrayCache(max_bytes=64 * 1024 * 1024, ttl_s=600)  # per gunicorn worker
 
 
-def frame_ancestors(project: Project | None) -> str:
-    sources = ["'self'"] + [a for a in (project.frame_ancestors if project else []) if a != "'self'"]
-    return " ".join(sources)
+def frame_ancestors(allowed: list[str] | None) -> str:
+    """The CSP frame-ancestors sources for a project's allowlist (None: this site only)."""
+    return " ".join(["'self'"] + [a for a in (allowed or []) if a != "'self'"])
 
 
 @bp.after_request
@@ -60,46 +61,64 @@ def _bearer() -> str:
     return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
 
-def _access(session, crop_id: int, write: bool = False) -> tasks.TaskAccess:
-    rt = runtime()
-    token = _bearer()
+def _claims():
+    """The verified claims of the request's bearer token, or None when it is not valid."""
+    settings = runtime().settings
     try:
-        claims = verify_token(rt.settings.secret_key, token, rt.settings.assignment_ttl_s)
+        return verify_token(settings.secret_key, _bearer(), settings.assignment_ttl_s)
     except UserError:
-        claims = None
+        return None
+
+
+def _access(session, crop_id: int, write: bool = False) -> TaskAccess:
+    """The checked task of a request that may change it (ORM rows in ``session``)."""
+    settings = runtime().settings
+    token, claims = _bearer(), _claims()
     rows = None
     if claims is not None:  # one query loads what authorise reads (crop, assignment) and the project
-        rows = tasks.preload_task(session, claims.crop_id, claims.assignment_id)
+        rows = task_access.preload_task(session, claims.crop_id, claims.assignment_id)
         if rows is not None:  # the allowlist of the token's own project, even when this request fails
-            g.crowd_frame_ancestors = frame_ancestors(rows[2])
+            g.crowd_frame_ancestors = frame_ancestors(rows[2].frame_ancestors)
     g.crowd_task_rows = rows  # the session's identity map holds them only while referenced
-    return tasks.authorise(session, token, crop_id, secret=rt.settings.secret_key,
-                           ttl_s=rt.settings.assignment_ttl_s, write=write, claims=claims)
+    return task_access.authorise(session, token, crop_id, secret=settings.secret_key, ttl_s=settings.assignment_ttl_s,
+                                 write=write, claims=claims, newest=rows[4] if rows and len(rows) > 4 else None)
+
+
+def _read_access(crop_id: int) -> task_access.CropRead:
+    """The checked crop of a read request: one query, no ORM session, no transaction."""
+    rt = runtime()
+    token, claims = _bearer(), _claims()
+    if claims is None:  # the same 401 as for a write
+        verify_token(rt.settings.secret_key, token, rt.settings.assignment_ttl_s)
+    row = task_access.load_crop_read(rt.db, claims)
+    if row is not None:
+        g.crowd_frame_ancestors = frame_ancestors(row.frame_ancestors)
+    return task_access.check_read(row, claims, token, crop_id)
+
+
+def _labels_cache_key(store, key: str, crop_key: str, window: tuple[int, int, int, int]) -> tuple:
+    return (store.url, "labels", key) + ((window,) if key == crop_key else ())
+
+
+def _crop_channels(store, key: str, window: tuple[int, int, int, int]) -> EncodedArray:
+    """A crop's (C,h,w) uint8 channels in the wire format, from the cache or the store."""
+    cache_key = (store.url, "channels", key, window)
+    encoded = WIRE_CACHE.get(cache_key)
+    if encoded is None:
+        encoded = encode_array(store.get_arrays(key)["channels"])
+        WIRE_CACHE.put(cache_key, encoded)
+    return encoded
 
 
 def _window(crop: Crop) -> tuple[int, int, int, int]:
     return crop.y0, crop.x0, crop.y1, crop.x1
 
 
-def _labels_cache_key(store, crop: Crop, key: str) -> tuple:
-    return (store.url, "labels", key) + ((_window(crop),) if key == crop.key else ())
-
-
-def _crop_channels(store, crop: Crop) -> EncodedArray:
-    """The crop's (C,h,w) uint8 channels in the wire format, from the cache or the store."""
-    cache_key = (store.url, "channels", crop.key, _window(crop))
-    encoded = WIRE_CACHE.get(cache_key)
-    if encoded is None:
-        encoded = encode_array(store.get_arrays(crop.key)["channels"])
-        WIRE_CACHE.put(cache_key, encoded)
-    return encoded
-
-
 def _cached_label_reader(store, crop: Crop):
     """``read(key)`` for tasks.current_labels: the cache when it holds the key, else the store."""
 
     def read(key: str):
-        encoded = WIRE_CACHE.get(_labels_cache_key(store, crop, key))
+        encoded = WIRE_CACHE.get(_labels_cache_key(store, key, crop.key, _window(crop)))
         return encoded.decode() if encoded is not None else labels_io.get_labels(store, key)
 
     return read
@@ -109,7 +128,7 @@ def task_dict(session, crop: Crop, access_or_lease) -> dict:
     image = session.get(Image, crop.image_id)
     project = session.get(Project, image.project_id)
     assignment = access_or_lease.assignment
-    _, revision = tasks.newest_labels_ref(session, crop, assignment)
+    _, revision = tasks.newest_labels_ref(session, crop, assignment, getattr(access_or_lease, "newest", None))
     return {
         "crop_id": crop.id,
         "shape": [crop.y1 - crop.y0, crop.x1 - crop.x0],
@@ -131,7 +150,7 @@ def annotate_page(project_id: int):
     """The editor shell; its script leases a task with the URL's platform parameters."""
     with runtime().db.session() as s:
         project = get_project(s, project_id)
-        g.crowd_frame_ancestors = frame_ancestors(project)
+        g.crowd_frame_ancestors = frame_ancestors(project.frame_ancestors)
         return render_template("annotate.html", project_id=project.id, project_name=project.name)
 
 
@@ -155,7 +174,7 @@ def lease(project_id: int):
     rt = runtime()
     with rt.db.session() as s:
         project = get_project(s, project_id)
-        g.crowd_frame_ancestors = frame_ancestors(project)
+        g.crowd_frame_ancestors = frame_ancestors(project.frame_ancestors)
         result = tasks.lease_task(s, project, params, secret=rt.settings.secret_key, ttl_s=rt.settings.assignment_ttl_s)
         return jsonify({"token": result.token, "preview": result.preview, "task": task_dict(s, result.crop, result)})
 
@@ -169,25 +188,20 @@ def task_info(crop_id: int):
 
 @bp.get("/api/crowd/crops/<int:crop_id>/channels")
 def crop_channels(crop_id: int):
-    rt = runtime()
-    with rt.db.session() as s:
-        crop = _access(s, crop_id).crop
-    return encoded_response(_crop_channels(rt.store, crop))
+    read = _read_access(crop_id)
+    return encoded_response(_crop_channels(runtime().store, read.key, read.window))
 
 
 @bp.get("/api/crowd/crops/<int:crop_id>/labels")
 def crop_labels(crop_id: int):
-    rt = runtime()
-    with rt.db.session() as s:
-        access = _access(s, crop_id)
-        crop = access.crop
-        key, revision = tasks.newest_labels_ref(s, crop, access.assignment)
-    cache_key = _labels_cache_key(rt.store, crop, key)
+    store = runtime().store
+    read = _read_access(crop_id)
+    cache_key = _labels_cache_key(store, read.labels_key, read.key, read.window)
     encoded = WIRE_CACHE.get(cache_key)
     if encoded is None:
-        encoded = encode_array(labels_io.get_labels(rt.store, key))
+        encoded = encode_array(labels_io.get_labels(store, read.labels_key))
         WIRE_CACHE.put(cache_key, encoded)
-    return encoded_response(encoded, {"X-Revision": str(revision)})
+    return encoded_response(encoded, {"X-Revision": str(read.revision)})
 
 
 @bp.put("/api/crowd/crops/<int:crop_id>/labels")
@@ -203,7 +217,7 @@ def put_labels(crop_id: int):
         labels, encoded = request_encoded_array(shape)
         rev = tasks.save_revision(s, rt.store, access, labels, int(base_header), edit_count,
                                   read=_cached_label_reader(rt.store, access.crop), zlib_stream=encoded.data)
-        cache_key = _labels_cache_key(rt.store, access.crop, rev.key)
+        cache_key = _labels_cache_key(rt.store, rev.key, access.crop.key, _window(access.crop))
         saved = {"revision": rev.number, "changed_pixels": rev.changed_pixels}
     WIRE_CACHE.put(cache_key, encoded)  # committed: the next save and reload read it from here
     return jsonify(saved), 201
@@ -225,7 +239,7 @@ def server_tool(crop_id: int, tool: str):
         access = _access(s, crop_id, write=True)
         crop = access.crop
         shape = (crop.y1 - crop.y0, crop.x1 - crop.x0)
-    channels = _crop_channels(rt.store, crop).decode()
+    channels = _crop_channels(rt.store, crop.key, _window(crop)).decode()
     result = run_tool(tool, channels, shape, body, decode_box=box_array)
     payload = {"tool": tool, "changed": result is not None, "ms": round((time.perf_counter() - started) * 1000, 2)}
     if result is not None:

@@ -24,7 +24,8 @@ from backend.errors import ConflictError, ForbiddenError, NotFoundError, Unautho
 from backend.models import Annotator, Assignment, Crop, Image, LabelRevision, Project, Round, utcnow
 from backend.queue import JobQueue
 from backend.services import labels_io
-from backend.services.tokens import TokenClaims, issue_token, token_hash, verify_token
+from backend.services.task_access import TaskAccess
+from backend.services.tokens import issue_token, token_hash
 from backend.storage import BlobStore
 
 
@@ -240,89 +241,6 @@ def _issue(session: Session, secret: str, crop: Crop, assignment: Assignment) ->
     return Lease(crop=crop, assignment=assignment, token=token, preview=False)
 
 
-# --- authorisation of token-bearing requests ------------------------------------------------------
-@dataclass
-class TaskAccess:
-    claims: TokenClaims
-    crop: Crop
-    assignment: Assignment | None
-
-    @property
-    def read_only(self) -> bool:
-        return self.assignment is None or self.assignment.status != "leased"
-
-
-def authorise(session: Session, token: str, crop_id: int, *, secret: str, ttl_s: int,
-              write: bool = False, now: datetime | None = None, claims: TokenClaims | None = None) -> TaskAccess:
-    """Check a bearer token against the crop it is used on. 401: bad token; 403: wrong crop or
-    a write with a read-only (preview or finished) task; 409: the lease has expired.
-
-    ``claims``: the token's claims when the caller has just verified it (saves a verification).
-    """
-    now = now or utcnow()
-    claims = claims or verify_token(secret, token, ttl_s)
-    if claims.crop_id != crop_id:
-        raise ForbiddenError("this token belongs to another crop")
-    crop = session.get(Crop, crop_id)
-    if crop is None:
-        raise NotFoundError(f"no crop with id {crop_id}")
-    assignment = None
-    if claims.assignment_id is not None:
-        assignment = session.get(Assignment, claims.assignment_id)
-        if assignment is None or assignment.crop_id != crop_id:
-            raise ForbiddenError("this token belongs to another task")
-        if assignment.token_hash != token_hash(token):
-            raise UnauthorizedError("this token was replaced by a newer one (the task was opened again)")
-    if write:
-        if assignment is None:
-            raise ForbiddenError("this is a read-only preview; accept the task to edit")
-        if assignment.status == "submitted":
-            raise ConflictError("this task is already submitted")
-        if assignment.status != "leased" or assignment.lease_expires_at < now:
-            raise ConflictError("the lease on this task has expired; open the task link again")
-    return TaskAccess(claims=claims, crop=crop, assignment=assignment)
-
-
-_PRELOAD = (
-    select(Crop, Image, Project)
-    .join(Image, Image.id == Crop.image_id)
-    .join(Project, Project.id == Image.project_id)
-    .where(Crop.id == bindparam("crop_id"))
-)
-_PRELOAD_WITH_ASSIGNMENT = _PRELOAD.add_columns(Assignment).outerjoin(
-    Assignment, Assignment.id == bindparam("assignment_id")
-)
-
-
-def preload_task(session: Session, crop_id: int, assignment_id: int | None) -> tuple | None:
-    """Load a crop, its image and project, and an assignment into ``session`` in one query.
-
-    While the caller holds the returned tuple (the session's identity map keeps only weak
-    references), later ``session.get`` calls for these rows, as in :func:`authorise`, cost no
-    query. (The statements are built once: on the crowd's hot path, building them cost more
-    than running them.)
-
-    Parameters
-    ----------
-    session : Session
-    crop_id : int
-        The crop named by a task token.
-    assignment_id : int or None
-        The token's assignment (None for a preview token).
-
-    Returns
-    -------
-    tuple or None
-        ``(Crop, Image, Project)`` plus the ``Assignment`` (or None when it does not exist) when
-        ``assignment_id`` is given; None when there is no such crop.
-    """
-    if assignment_id is None:
-        row = session.execute(_PRELOAD, {"crop_id": crop_id}).first()
-    else:
-        row = session.execute(_PRELOAD_WITH_ASSIGNMENT, {"crop_id": crop_id, "assignment_id": assignment_id}).first()
-    return tuple(row) if row is not None else None
-
-
 # --- revisions -----------------------------------------------------------------------------------
 LabelReader = Callable[[str], np.ndarray]
 _NEWEST_REVISION = (
@@ -333,8 +251,11 @@ _NEWEST_REVISION = (
 )
 
 
-def newest_labels_ref(session: Session, crop: Crop, assignment: Assignment | None) -> tuple[str, int]:
+def newest_labels_ref(session: Session, crop: Crop, assignment: Assignment | None,
+                      preloaded: tuple[str, int] | None = None) -> tuple[str, int]:
     """Where the newest labels of a task are, without reading them.
+
+    ``preloaded``: the answer when the caller loaded it with the task (:attr:`TaskAccess.newest`).
 
     Returns
     -------
@@ -342,6 +263,8 @@ def newest_labels_ref(session: Session, crop: Crop, assignment: Assignment | Non
         The blob key of the assignment's latest revision and its number, or the crop's key and
         0 (the prediction) when it has none (or for a preview, ``assignment`` None).
     """
+    if preloaded is not None:
+        return preloaded
     if assignment is not None:
         row = session.execute(_NEWEST_REVISION, {"assignment_id": assignment.id}).first()
         if row is not None:
@@ -350,13 +273,14 @@ def newest_labels_ref(session: Session, crop: Crop, assignment: Assignment | Non
 
 
 def current_labels(session: Session, store: BlobStore, crop: Crop, assignment: Assignment | None,
-                   read: LabelReader | None = None) -> tuple[np.ndarray, int]:
+                   read: LabelReader | None = None, preloaded: tuple[str, int] | None = None) -> tuple[np.ndarray, int]:
     """The newest labels of this assignment (or the crop's prediction) and their revision number.
 
     ``read(key)`` returns the (2,h,w) int32 labels stored under ``key``; default: from ``store``
-    (a caller with a cache of immutable revisions passes its own).
+    (a caller with a cache of immutable revisions passes its own). ``preloaded``: see
+    :func:`newest_labels_ref`.
     """
-    key, number = newest_labels_ref(session, crop, assignment)
+    key, number = newest_labels_ref(session, crop, assignment, preloaded)
     return (read or (lambda k: labels_io.get_labels(store, k)))(key), number
 
 
@@ -383,7 +307,7 @@ def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels
     """
     crop, assignment = access.crop, access.assignment
     labels = check_label_stack(labels, (crop.y1 - crop.y0, crop.x1 - crop.x0))
-    previous, current = current_labels(session, store, crop, assignment, read)
+    previous, current = current_labels(session, store, crop, assignment, read, access.newest)
     if base != current:
         raise ConflictError(f"revision {base} is stale: the task is at revision {current}; reload it")
     number = current + 1

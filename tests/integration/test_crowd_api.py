@@ -159,6 +159,21 @@ def test_concurrent_leases_give_no_crop_more_than_k(pg_runtime):
     assert got.count(None) == len(crop_ids)
 
 
+def test_after_a_database_restart_a_save_is_503_then_succeeds_and_reads_just_work(pg_runtime, drop_pg_connections):
+    from backend.app import build_app
+
+    client = build_app(runtime=pg_runtime).test_client()
+    project_id, _ = make_project(pg_runtime)
+    t = lease(client, project_id, worker="restart").json
+    crop_id, token = t["task"]["crop_id"], t["token"]
+    labels, rev = get_labels(client, crop_id, token)
+    assert drop_pg_connections(pg_runtime.settings.database_url) >= 2
+    assert client.get(f"/api/crowd/crops/{crop_id}/channels", headers=auth(token)).status_code == 200
+    first = put_labels(client, crop_id, token, labels, rev)
+    assert first.status_code == 503 and first.headers["Retry-After"] == "1" and "retry" in first.json["error"]
+    assert put_labels(client, crop_id, token, labels, rev).status_code == 201  # nothing half-saved
+
+
 def test_the_scheduler_pass_marks_expired_leases_only(runtime):
     from backend.models import Project
     from worker.scheduler import run_once
@@ -297,6 +312,25 @@ def test_tokens_are_bound_to_their_crop(client, runtime):
     assert client.get(f"/api/crowd/crops/{a['task']['crop_id']}").status_code == 401
     forged = tasks.issue_token("another-secret", a["task"]["crop_id"], a["task"]["assignment_id"])
     assert client.get(f"/api/crowd/crops/{a['task']['crop_id']}", headers=auth(forged)).status_code == 401
+
+
+@pytest.mark.parametrize("suffix", ["", "/channels", "/labels"])
+def test_every_read_endpoint_applies_the_token_rules(client, runtime, suffix):
+    project_id, _ = make_project(runtime, k=1)
+    first = lease(client, project_id, worker="a").json
+    other = lease(client, project_id, worker="b").json["task"]["crop_id"]
+    current = lease(client, project_id, worker="a").json  # opening the task again retires the first token
+    crop_id = current["task"]["crop_id"]
+    url = f"/api/crowd/crops/{{}}{suffix}"
+    assert client.get(url.format(crop_id), headers=auth(current["token"])).status_code == 200
+    retired = client.get(url.format(crop_id), headers=auth(first["token"]))
+    assert retired.status_code == 401 and "newer" in retired.json["error"]
+    assert client.get(url.format(other), headers=auth(current["token"])).status_code == 403
+    assert client.get(url.format(crop_id)).status_code == 401
+    forged = tasks.issue_token("another-secret", crop_id, current["task"]["assignment_id"])
+    assert client.get(url.format(crop_id), headers=auth(forged)).status_code == 401
+    wrong_task = tasks.issue_token("test-secret", crop_id, current["task"]["assignment_id"] + 100)
+    assert client.get(url.format(crop_id), headers=auth(wrong_task)).status_code == 403
 
 
 def test_expired_token_is_401(client, runtime):

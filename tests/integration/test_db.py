@@ -54,3 +54,35 @@ def test_cli_db_upgrade_on_postgres(pg_database_url, monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     head = Database(pg_database_url).head_revision()
     assert f"database at revision {head}" in result.output
+
+
+def test_after_a_database_restart_reads_retry_and_sessions_fail_once(pg_url, drop_pg_connections):
+    """Connections are not pinged on checkout: a read retries once on a fresh connection; a
+    session on a dead connection fails once, after which the pool holds only fresh ones."""
+    from sqlalchemy.exc import DBAPIError
+
+    db = Database(pg_url)
+    with db.session() as s:
+        s.add(Project(name="kept", channels=[]))
+    statement = select(Project.name)
+    assert db.read(statement) == ("kept",)
+    assert drop_pg_connections(pg_url) >= 2  # the pooled session and read connections
+    assert db.read(statement) == ("kept",)
+    with pytest.raises(DBAPIError) as failed:
+        with db.session() as s:
+            s.scalar(statement)
+    assert failed.value.connection_invalidated
+    with db.session() as s:
+        assert s.scalar(statement) == "kept"
+    assert db.read(select(Project.name).where(Project.name == "none")) is None
+    db.dispose()
+
+
+def test_read_on_sqlite_uses_the_one_engine(tmp_path):
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    db = Database(url)
+    db.upgrade()
+    with db.session() as s:
+        s.add(Project(name="p", channels=[]))
+    assert db.read(select(Project.name)) == ("p",)
+    db.dispose()
