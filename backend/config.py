@@ -50,8 +50,8 @@ class Settings:
     max_image_pixels: int = 20000 * 20000
     max_channels: int = 64
     assignment_ttl_s: int = 3600
-    web_workers: int = 2
-    web_threads: int = 8
+    web_workers: int = 4
+    web_threads: int = 4
     log_level: str = "INFO"
     queue_prefix: str = ""
     train_backbone: str = "resnet50"
@@ -85,8 +85,8 @@ class Settings:
             max_image_pixels=_int_env(env, "MAX_IMAGE_PIXELS", 20000 * 20000),
             max_channels=_int_env(env, "MAX_CHANNELS", 64),
             assignment_ttl_s=_int_env(env, "ASSIGNMENT_TTL_S", 3600, minimum=10),
-            web_workers=_int_env(env, "WEB_WORKERS", 2),
-            web_threads=_int_env(env, "WEB_THREADS", 8),
+            web_workers=_int_env(env, "WEB_WORKERS", 4),
+            web_threads=_int_env(env, "WEB_THREADS", 4),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             queue_prefix=env.get("QUEUE_PREFIX") or "",
             train_backbone=env.get("TRAIN_BACKBONE") or "resnet50",

@@ -1,7 +1,7 @@
 """Load on the crowd API: gunicorn on PostgreSQL + Redis + the configured storage, over loopback.
 
 Starts ``gunicorn -c deploy/gunicorn.conf.py backend.wsgi:app`` (WEB_WORKERS x WEB_THREADS, the
-production defaults 2 x 8, JSON access logs at LOG_LEVEL, Prometheus multi-process mode) on a
+production defaults 4 x 4, JSON access logs at LOG_LEVEL, Prometheus multi-process mode) on a
 fresh PostgreSQL database (created and dropped here), a private Redis queue prefix and a storage
 folder (STORAGE_URL when set, else a temporary folder), seeds a project of synthetic 1024 x 1024
 3-channel images cut into 270-px crops, then:
@@ -30,7 +30,7 @@ Needs PostgreSQL (TEST_PG_URL, default postgresql://postgres@127.0.0.1:5432/test
 stops by itself (bounded counts and time: about 2 minutes with the defaults).
 
 Usage: python bench/load.py [--annotators 200] [--think 1 5] [--ramp-s 10] [--revisions 10]
-                            [--web-workers 2] [--web-threads 8] [--step-s 6]
+                            [--web-workers 4] [--web-threads 4] [--step-s 6]
 """
 
 from __future__ import annotations
@@ -518,8 +518,8 @@ def main() -> None:
     ap.add_argument("--think", type=float, nargs=2, default=(1.0, 5.0), metavar=("MIN_S", "MAX_S"))
     ap.add_argument("--ramp-s", type=float, default=10.0, help="annotators arrive evenly over this many seconds")
     ap.add_argument("--revisions", type=int, default=10)
-    ap.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", 2)))
-    ap.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", 8)))
+    ap.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_WORKERS", 4)))
+    ap.add_argument("--web-threads", type=int, default=int(os.environ.get("WEB_THREADS", 4)))
     ap.add_argument("--images", type=int, default=4, help="synthetic 1024 x 1024 images (25 crops each)")
     ap.add_argument("--step-s", type=float, default=6.0, help="seconds per saturation step and per fetch run")
     ap.add_argument("--max-concurrency", type=int, default=64)
