@@ -36,3 +36,9 @@ class UnauthorizedError(UserError):
 
 class ForbiddenError(UserError):
     status = 403
+
+
+class BusyError(UserError):
+    """A shared resource is busy right now; the same request succeeds when tried again soon."""
+
+    status = 503

@@ -13,7 +13,7 @@ from backend.api.auth import current_user, require_role
 from backend.api.wire import array_response, box_array, box_payload, request_encoded_array
 from backend.errors import UserError
 from backend.models import Crop, Image, Project, Round
-from backend.services import labels_io, review
+from backend.services import review
 from backend.services.label_tools import run_tool
 
 bp = Blueprint("review", __name__, url_prefix="/api/review")

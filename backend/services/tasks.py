@@ -10,6 +10,7 @@ to the pool.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.crowd import Identity, platform_for
-from backend.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, UserError
+from backend.errors import BusyError, ConflictError, ForbiddenError, NotFoundError, UserError
 from backend.models import Annotator, Assignment, Crop, Image, LabelRevision, Project, Round, utcnow
 from backend.queue import JobQueue
 from backend.services import labels_io
@@ -199,17 +200,26 @@ def _pick_crop(session: Session, project: Project, annotator: Annotator, identit
             raise NoTaskError("this crop needs no more annotations from you; thank you")
         return _lock(session, crop)
     order = [True, False] if _wants_gold(session, project, annotator) else [False, True]
-    for gold in order:
-        candidates = list(session.scalars(_candidates(session, project, annotator, now, gold).limit(20)))
-        # Concurrent leases all want the crop nearest completion: one takes it, the others move
-        # on to the next instead of queueing behind its lock; only when every candidate is
-        # being leased right now does a lease wait (for the first).
-        for skip_locked in (True, False):
-            for crop in candidates:
-                locked = _lock(session, crop, skip_locked)
-                if locked is not None and (gold or _still_needed(session, locked, project, now)):
+    # Concurrent leases all want the crop nearest completion: one takes it, the others move on
+    # to the next instead of queueing behind its lock. A lease never waits for a lock while it
+    # holds one (two leases could wait for each other): when every candidate is being leased
+    # right now, it looks again a moment later.
+    for pause_s in LEASE_RETRY_PAUSES_S:
+        contended = False
+        for gold in order:
+            for crop in session.scalars(_candidates(session, project, annotator, now, gold).limit(20)):
+                locked = _lock(session, crop, skip_locked=True)
+                if locked is None:
+                    contended = True
+                elif gold or _still_needed(session, locked, project, now):
                     return locked
-    raise NoTaskError("there is no task left for you in this project right now; thank you")
+        if not contended:
+            raise NoTaskError("there is no task left for you in this project right now; thank you")
+        time.sleep(pause_s)
+    raise BusyError("many annotators are starting tasks at this moment; please try again in a few seconds")
+
+
+LEASE_RETRY_PAUSES_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 def _lock(session: Session, crop: Crop, skip_locked: bool = False) -> Crop | None:

@@ -1,7 +1,5 @@
 """The command line: demo (idempotent), import (all or nothing, non-zero exit), user add, config."""
 
-import io
-
 import numpy as np
 import pytest
 import tifffile

@@ -124,6 +124,7 @@ def pg_runtime(pg_settings):
 def test_a_lease_skips_a_crop_another_lease_is_taking(pg_runtime):
     from sqlalchemy import text
 
+    from backend.errors import BusyError
     from backend.models import Project
 
     project_id, crop_ids = make_project(pg_runtime, k=2)
@@ -136,6 +137,13 @@ def test_a_lease_skips_a_crop_another_lease_is_taking(pg_runtime):
     with pg_runtime.db.session() as s:  # the lock is gone: the crop nearest completion comes first again
         second = tasks.lease_task(s, s.get(Project, project_id), {"worker": "b"}, secret="k", ttl_s=60)
         assert second.crop.id == crop_ids[1]
+    with pg_runtime.db.session() as holder:  # every crop is being leased: try again, not "no task"
+        holder.execute(select(Crop).where(Crop.id.in_(crop_ids)).with_for_update()).all()
+        with pg_runtime.db.session() as s:
+            s.execute(text("SET LOCAL lock_timeout = '3s'"))
+            with pytest.raises(BusyError, match="try again") as busy:
+                tasks.lease_task(s, s.get(Project, project_id), {"worker": "c"}, secret="k", ttl_s=60)
+            assert busy.value.status == 503
 
 
 def test_concurrent_leases_give_no_crop_more_than_k(pg_runtime):
