@@ -186,6 +186,16 @@ def pg_settings(tmp_path, pg_url):
 
 
 @pytest.fixture
+def pg_runtime(pg_settings):
+    """A runtime on PostgreSQL only (row locks, concurrency, the server's own behaviour)."""
+    from backend.runtime import Runtime
+
+    rt = Runtime(pg_settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
 def runtime(settings):
     from backend.runtime import Runtime
 

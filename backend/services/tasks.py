@@ -219,7 +219,7 @@ def _pick_crop(session: Session, project: Project, annotator: Annotator, identit
     raise BusyError("many annotators are starting tasks at this moment; please try again in a few seconds")
 
 
-LEASE_RETRY_PAUSES_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
+LEASE_RETRY_PAUSES_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8)  # 1.6 s in all
 
 
 def _lock(session: Session, crop: Crop, skip_locked: bool = False) -> Crop | None:

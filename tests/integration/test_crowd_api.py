@@ -112,15 +112,6 @@ def test_expired_leases_return_the_crop_to_the_pool(runtime):
         assert back.crop.id in crop_ids and back.assignment.id != first.assignment.id
 
 
-@pytest.fixture
-def pg_runtime(pg_settings):
-    from backend.runtime import Runtime
-
-    rt = Runtime(pg_settings)
-    yield rt
-    rt.close()
-
-
 def test_a_lease_skips_a_crop_another_lease_is_taking(pg_runtime):
     from sqlalchemy import text
 

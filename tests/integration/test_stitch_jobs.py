@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.models import Annotator, Assignment, Crop, Image, Job, LabelRevision, Round, Stitch, utcnow
-from backend.runtime import Runtime
 from backend.services import labels_io
 from backend.services.demo import synthetic_npz
 from backend.services.images import Upload, import_images
@@ -21,13 +20,6 @@ def same_up_to_renumbering(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
     return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
-
-
-@pytest.fixture
-def pg_runtime(pg_settings):
-    rt = Runtime(pg_settings)
-    yield rt
-    rt.close()
 
 
 def _setup(rt, gold_fraction=0.0, k=2):

@@ -5,7 +5,6 @@ import pytest
 from sqlalchemy import select
 
 from backend.models import DatasetVersion, Image, Job, ModelVersion
-from backend.runtime import Runtime
 from backend.services import registry
 from backend.services.demo import synthetic_npz
 from backend.services.images import Upload, import_images
@@ -16,10 +15,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def rt(pg_settings):
-    runtime = Runtime(pg_settings)
-    yield runtime
-    runtime.close()
+def rt(pg_runtime):
+    return pg_runtime
 
 
 def _approved_project(rt):
