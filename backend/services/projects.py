@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -238,6 +239,7 @@ def project_dict(session: Session, project: Project) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=128)  # every lease sends them; they change only when an admin edits them
 def instructions_html(text: str) -> str:
     """The project's Markdown instructions as HTML, with any raw HTML in them escaped."""
     import html
