@@ -18,14 +18,17 @@ log = logging.getLogger(__name__)
 
 
 def run_once(runtime) -> list[dict]:
-    """Mark expired crowd leases, and start retraining for every project that is due; returns
-    what was started."""
+    """Mark expired crowd leases, sweep leftovers of interrupted storage writes, and start
+    retraining for every project that is due; returns what was started."""
     started = []
     with runtime.db.session() as s:
         expired = tasks.expire_leases(s)
         project_ids = list(s.scalars(select(Project.id)))
     if expired:
         log.info("%d crowd leases expired", expired)
+    swept = runtime.store.sweep_partial_writes()
+    if swept:
+        log.info("removed %d temporary files of interrupted storage writes", swept)
     for project_id in project_ids:
         with runtime.db.session() as s:
             project = s.get(Project, project_id)

@@ -105,6 +105,14 @@ class BlobStore(ABC):
     def check(self) -> None:
         """Raise :class:`StorageError` if the store is unreachable or unusable."""
 
+    def sweep_partial_writes(self, older_than_s: float = 3600.0) -> int:
+        """Remove what writes interrupted by a killed process left behind (never a blob).
+
+        Returns how many leftovers were removed; stores whose writes are atomic requests
+        (S3) have none.
+        """
+        return 0
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every blob whose key starts with ``prefix``.
 

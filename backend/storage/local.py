@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from backend.storage.base import (
@@ -143,6 +144,24 @@ class LocalStore(BlobStore):
                 if key.startswith(prefix) and _is_valid_key(key):
                     keys.append(key)
         return sorted(keys)
+
+    def sweep_partial_writes(self, older_than_s: float = 3600.0) -> int:
+        """Remove temporary files (never listed, never read) that a process killed in the middle
+        of a write left behind, once they are ``older_than_s`` old (younger ones may belong to
+        a write in progress)."""
+        cutoff, removed = time.time() - older_than_s, 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.startswith(_TEMP_MARK):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # its write finished (renamed) or another sweep took it
+        return removed
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str | None:
         """See :meth:`BlobStore.presigned_url`; always None for files."""

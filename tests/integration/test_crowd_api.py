@@ -1,6 +1,7 @@
 """Crowd task API: leasing, revisions, submit, platforms, and token security (SQLite + PostgreSQL)."""
 
 import io
+import os
 import time
 import zlib
 from datetime import timedelta
@@ -177,16 +178,20 @@ def test_the_scheduler_pass_marks_expired_leases_only(runtime):
     from backend.models import Project
     from worker.scheduler import run_once
 
-    project_id, _ = make_project(runtime, k=1)
+    project_id, crop_ids = make_project(runtime, k=1)
     with runtime.db.session() as s:
         project = s.get(Project, project_id)
         old = tasks.lease_task(s, project, {"worker": "gone"}, secret="k", ttl_s=60,
                                now=utcnow() - timedelta(hours=1)).assignment.id
         live = tasks.lease_task(s, project, {"worker": "here"}, secret="k", ttl_s=600).assignment.id
+    leftover = runtime.store.root / "crops" / ".~9.npz.x.tmp"  # a write killed mid-way, long ago
+    leftover.write_bytes(b"half")
+    os.utime(leftover, (time.time() - 86400, time.time() - 86400))
     assert run_once(runtime) == []  # nothing approved: no retraining either
     with runtime.db.session() as s:
         assert s.get(Assignment, old).status == "expired"
         assert s.get(Assignment, live).status == "leased"
+    assert not leftover.exists() and runtime.store.exists(labels_io.crop_key(crop_ids[0]))
 
 
 def test_gold_tasks_are_mixed_in_and_scored(client, runtime):

@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import threading
+import time
 import urllib.request
 import uuid
 import zipfile
@@ -403,6 +404,21 @@ def test_local_writes_leave_no_temp_files(tmp_path):
         store.put_bytes(f"a/{i % 3}.bin", bytes(i))
     names = [name for _, _, files in os.walk(tmp_path) for name in files]
     assert sorted(names) == ["0.bin", "1.bin", "2.bin"]
+
+
+def test_sweeping_removes_only_old_leftovers_of_interrupted_writes(store, tmp_path):
+    store.put_bytes("revisions/1/1.npz", b"kept")
+    if isinstance(store, LocalStore):  # what a kill -9 between mkstemp and rename leaves
+        folder = store.root / "revisions" / "1"
+        old, fresh = folder / ".~2.npz.abc.tmp", folder / ".~3.npz.def.tmp"
+        old.write_bytes(b"half")
+        fresh.write_bytes(b"being written")
+        os.utime(old, (time.time() - 7200, time.time() - 7200))
+        assert store.sweep_partial_writes(older_than_s=3600) == 1
+        assert not old.exists() and fresh.exists()  # a young one may be a write in progress
+    else:
+        assert store.sweep_partial_writes() == 0
+    assert store.list() == ["revisions/1/1.npz"] and store.get_bytes("revisions/1/1.npz") == b"kept"
 
 
 def test_local_failed_write_keeps_the_previous_version(tmp_path, monkeypatch):
