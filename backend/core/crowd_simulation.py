@@ -239,12 +239,7 @@ def error_units(labels: np.ndarray, truth: np.ndarray, match_iou: float = MATCH_
     """
     labels, truth = _check_pair(labels, truth)
     cont = contingency(truth, labels)
-    iou = cont.iou()
-    best_truth = np.zeros(cont.n_true)
-    best_label = np.zeros(cont.n_pred)
-    if iou.size:
-        np.maximum.at(best_truth, cont.pair_true, iou)
-        np.maximum.at(best_label, cont.pair_pred, iou)
+    best_truth, best_label = cont.best_iou()
     bad_truth = best_truth < match_iou
     bad_label = best_label < match_iou
     units: list[ErrorUnit] = []

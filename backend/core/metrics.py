@@ -102,6 +102,21 @@ class Contingency:
         union = self.true_area[self.pair_true] + self.pred_area[self.pair_pred] - self.pair_area
         return self.pair_area / union
 
+    def best_iou(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each object's best IoU with any object of the other image (0 when it overlaps none).
+
+        Returns
+        -------
+        (ndarray, ndarray)
+            float64 of shape (n_true,) and (n_pred,), aligned with ``true_ids`` / ``pred_ids``.
+        """
+        best_true, best_pred = np.zeros(self.n_true), np.zeros(self.n_pred)
+        if self.pair_area.size:
+            iou = self.iou()
+            np.maximum.at(best_true, self.pair_true, iou)
+            np.maximum.at(best_pred, self.pair_pred, iou)
+        return best_true, best_pred
+
     @property
     def fg_intersection(self) -> int:
         """Pixels that are foreground in both images."""

@@ -93,10 +93,7 @@ def changed_mask(store: BlobStore, stitch: Stitch, round_number: int, image_id: 
     predicted = labels_io.get_labels(store, labels_io.prediction_key(image_id, round_number))[0]
     current = labels[0]
     cont = contingency(predicted, current)
-    best = np.zeros(cont.n_pred)
-    if cont.pair_pred.size:
-        np.maximum.at(best, cont.pair_pred, cont.iou())
-    changed_ids = cont.pred_ids[best < 0.95]
+    changed_ids = cont.pred_ids[cont.best_iou()[1] < 0.95]
     return np.isin(current, changed_ids)
 
 

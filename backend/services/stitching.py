@@ -183,13 +183,7 @@ def changed_cells(before: np.ndarray, after: np.ndarray, keep_iou: float = 0.95)
     (drawn, redrawn, split or merged); a cell of ``before`` counts when nothing in ``after``
     overlaps it with IoU ≥ 0.5 (deleted, or absorbed into a merge).
     """
-    cont = contingency(before, after)
-    iou = cont.iou()
-    best_after = np.zeros(cont.n_pred)
-    best_before = np.zeros(cont.n_true)
-    if iou.size:
-        np.maximum.at(best_after, cont.pair_pred, iou)
-        np.maximum.at(best_before, cont.pair_true, iou)
+    best_before, best_after = contingency(before, after).best_iou()
     return int((best_after < keep_iou).sum() + (best_before < 0.5).sum())
 
 
