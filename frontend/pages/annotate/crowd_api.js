@@ -6,32 +6,11 @@
  * @module pages/annotate/crowd_api
  */
 
-import { decodeArray, decodeLabels, encodeLabels, labelStackShape } from "../../editor/codec.js";
+import { ApiError, checkedFetch, jsonInit, labelsPutInit, readArray, readLabels } from "../api_client.js";
 
-/** An API answer that is not a success, with the server's message. */
-export class ApiError extends Error {
-  /**
-   * @param {string} message What went wrong, for the user.
-   * @param {number} status HTTP status, 0 when the server was not reached.
-   */
-  constructor(message, status) {
-    super(message);
-    this.name = "ApiError";
-    this.status = status;
-  }
+export { ApiError };
 
-  /** Whether retrying later may help (no connection, server error, timeout). */
-  get transient() { return this.status === 0 || this.status >= 500 || this.status === 429 || this.status === 408; }
-}
-
-function shapeHeader(response) {
-  const raw = response.headers.get("X-Shape") || "";
-  const shape = raw.split(",").map((n) => Number(n));
-  if (!raw || shape.some((n) => !Number.isInteger(n) || n < 0)) {
-    throw new ApiError(`the server sent an array without a valid X-Shape header (${JSON.stringify(raw)})`, response.status);
-  }
-  return shape;
-}
+const OFFLINE = "Cannot reach the server (offline?). Your work stays in this browser; it will be sent when the connection is back.";
 
 /** Crowd API client of one project. */
 export class CrowdApi {
@@ -51,30 +30,11 @@ export class CrowdApi {
   async request(path, init = {}) {
     const headers = new Headers(init.headers || {});
     if (this.token) headers.set("Authorization", `Bearer ${this.token}`);
-    let response;
-    try {
-      response = await fetch(path, { ...init, headers, credentials: "omit", cache: "no-store" });
-    } catch (err) {
-      throw new ApiError("Cannot reach the server (offline?). Your work stays in this browser; it will be sent when the connection is back.", 0);
-    }
-    if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const body = await response.json();
-        if (body && body.error) message = body.error;
-      } catch { /* not JSON: keep the status line */ }
-      throw new ApiError(message, response.status);
-    }
-    return response;
+    return checkedFetch(path, { ...init, headers, credentials: "omit" }, { offline: OFFLINE });
   }
 
   async json(path, method = "GET", body = undefined) {
-    const init = { method };
-    if (body !== undefined) {
-      init.body = JSON.stringify(body);
-      init.headers = { "Content-Type": "application/json" };
-    }
-    return (await this.request(path, init)).json();
+    return (await this.request(path, jsonInit(method, body))).json();
   }
 
   /**
@@ -103,11 +63,7 @@ export class CrowdApi {
    *   `bytes`: compressed size on the wire.
    */
   async channels(cropId) {
-    const response = await this.request(`/api/crowd/crops/${cropId}/channels`);
-    const shape = shapeHeader(response);
-    const raw = await response.arrayBuffer();
-    const data = await decodeArray(raw, response.headers.get("X-Dtype") || "uint8", shape);
-    return { data, shape, bytes: raw.byteLength };
+    return readArray(await this.request(`/api/crowd/crops/${cropId}/channels`));
   }
 
   /**
@@ -118,12 +74,7 @@ export class CrowdApi {
    *   (whole_cell, nuclear) and the revision they are.
    */
   async labels(cropId) {
-    const response = await this.request(`/api/crowd/crops/${cropId}/labels`);
-    const shape = shapeHeader(response);
-    const revision = Number(response.headers.get("X-Revision"));
-    const raw = await response.arrayBuffer();
-    const layers = await decodeLabels(raw, shape, response.headers.get("X-Dtype") || "int32");
-    return { layers, revision: Number.isInteger(revision) ? revision : 0, bytes: raw.byteLength };
+    return readLabels(await this.request(`/api/crowd/crops/${cropId}/labels`));
   }
 
   /**
@@ -137,20 +88,8 @@ export class CrowdApi {
    * @returns {Promise<{revision: number, changed_pixels: number}>}
    */
   async putLabels(cropId, layers, baseRevision, editCount) {
-    const shape = labelStackShape(layers);
-    const body = await encodeLabels(layers);
-    const response = await this.request(`/api/crowd/crops/${cropId}/labels`, {
-      method: "PUT",
-      body,
-      headers: {
-        "Content-Type": "application/octet-stream",
-        "X-Base-Revision": String(baseRevision),
-        "X-Shape": shape.join(","),
-        "X-Dtype": "int32",
-        "X-Edit-Count": String(editCount),
-      },
-    });
-    return response.json();
+    const init = await labelsPutInit(layers, baseRevision, { "X-Edit-Count": String(editCount) });
+    return (await this.request(`/api/crowd/crops/${cropId}/labels`, init)).json();
   }
 
   /**

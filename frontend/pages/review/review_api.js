@@ -7,28 +7,15 @@
  * @module pages/review/review_api
  */
 
-import { decodeArray, decodeLabels, encodeLabels, labelStackShape } from "../../editor/codec.js";
-import { ApiError } from "../annotate/crowd_api.js";
+import { ApiError, checkedFetch, jsonInit, labelsPutInit, readArray, readLabels } from "../api_client.js";
 
 export { ApiError };
 
 const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-
-/**
- * The array shape an answer announces.
- *
- * @param {string|null} header `X-Shape` value, e.g. "2,512,512".
- * @returns {number[]}
- * @throws {Error} When it is missing or not a list of non-negative integers.
- */
-export function parseShape(header) {
-  const raw = header || "";
-  const shape = raw.split(",").map((n) => Number(n));
-  if (!raw || shape.some((n) => !Number.isInteger(n) || n < 0)) {
-    throw new Error(`the server sent an array without a valid X-Shape header (${JSON.stringify(raw)}); reload the page`);
-  }
-  return shape;
-}
+const MESSAGES = {
+  offline: "Cannot reach the server (offline?). Your edits stay in this tab; saving resumes when the connection is back.",
+  status: (status, message) => (status === 401 ? `Your session has ended (${message}); log in again in another tab, then save.` : message),
+};
 
 /** Review API client of one stitched image. */
 export class ReviewApi {
@@ -50,31 +37,11 @@ export class ReviewApi {
     const method = (init.method || "GET").toUpperCase();
     const headers = new Headers(init.headers || {});
     if (UNSAFE.has(method) && this.csrf) headers.set("X-CSRF-Token", this.csrf);
-    let response;
-    try {
-      response = await fetch(path, { ...init, method, headers, credentials: "same-origin", cache: "no-store" });
-    } catch {
-      throw new ApiError("Cannot reach the server (offline?). Your edits stay in this tab; saving resumes when the connection is back.", 0);
-    }
-    if (!response.ok) {
-      let message = `${response.status} ${response.statusText}`;
-      try {
-        const body = await response.json();
-        if (body && body.error) message = body.error;
-      } catch { /* not JSON: keep the status line */ }
-      if (response.status === 401) message = `Your session has ended (${message}); log in again in another tab, then save.`;
-      throw new ApiError(message, response.status);
-    }
-    return response;
+    return checkedFetch(path, { ...init, method, headers, credentials: "same-origin" }, MESSAGES);
   }
 
   async json(path, method = "GET", body = undefined) {
-    const init = { method };
-    if (body !== undefined) {
-      init.body = JSON.stringify(body);
-      init.headers = { "Content-Type": "application/json" };
-    }
-    return (await this.request(path, init)).json();
+    return (await this.request(path, jsonInit(method, body))).json();
   }
 
   /**
@@ -93,13 +60,6 @@ export class ReviewApi {
     return this.json(this.base);
   }
 
-  async array(path) {
-    const response = await this.request(path);
-    const shape = parseShape(response.headers.get("X-Shape"));
-    const raw = await response.arrayBuffer();
-    return { response, shape, raw };
-  }
-
   /**
    * The image's channels for display.
    *
@@ -107,9 +67,7 @@ export class ReviewApi {
    *   `bytes`: compressed size on the wire.
    */
   async channels() {
-    const { response, shape, raw } = await this.array(`${this.base}/channels`);
-    const data = await decodeArray(raw, response.headers.get("X-Dtype") || "uint8", shape);
-    return { data, shape, bytes: raw.byteLength };
+    return readArray(await this.request(`${this.base}/channels`));
   }
 
   /**
@@ -119,10 +77,7 @@ export class ReviewApi {
    *   (whole_cell, nuclear) and their revision.
    */
   async labels() {
-    const { response, shape, raw } = await this.array(`${this.base}/labels`);
-    const revision = Number(response.headers.get("X-Revision"));
-    const layers = await decodeLabels(raw, shape, response.headers.get("X-Dtype") || "int32");
-    return { layers, revision: Number.isInteger(revision) ? revision : 0, bytes: raw.byteLength };
+    return readLabels(await this.request(`${this.base}/labels`));
   }
 
   /**
@@ -132,8 +87,8 @@ export class ReviewApi {
    * @returns {Promise<{data: Uint8Array, shape: number[]}>} uint8 `(P, H, W)`.
    */
   async overlay(name) {
-    const { response, shape, raw } = await this.array(`${this.base}/overlays/${name}`);
-    return { data: await decodeArray(raw, response.headers.get("X-Dtype") || "uint8", shape), shape };
+    const { data, shape } = await readArray(await this.request(`${this.base}/overlays/${name}`));
+    return { data, shape };
   }
 
   /**
@@ -146,19 +101,7 @@ export class ReviewApi {
    * @returns {Promise<{revision: number, changed_pixels: number}>}
    */
   async putLabels(layers, baseRevision) {
-    const shape = labelStackShape(layers);
-    const body = await encodeLabels(layers);
-    const response = await this.request(`${this.base}/labels`, {
-      method: "PUT",
-      body,
-      headers: {
-        "Content-Type": "application/octet-stream",
-        "X-Base-Revision": String(baseRevision),
-        "X-Shape": shape.join(","),
-        "X-Dtype": "int32",
-      },
-    });
-    return response.json();
+    return (await this.request(`${this.base}/labels`, await labelsPutInit(layers, baseRevision))).json();
   }
 
   /**
