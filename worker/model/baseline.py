@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from worker.model.postprocess import remove_small_and_relabel
+
 
 def _normalized(channel: np.ndarray) -> np.ndarray:
     channel = np.asarray(channel, dtype=np.float32)
@@ -47,15 +49,6 @@ def _otsu(values: np.ndarray) -> float:
     if values.size == 0 or values.min() == values.max():
         return float("inf")
     return float(threshold_otsu(values))
-
-
-def _remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    lookup = np.zeros(sizes.size, np.int32)
-    lookup[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return lookup[labels]
 
 
 def segment_nuclei(
@@ -107,7 +100,7 @@ def segment_nuclei(
     peaks = h_maxima(distance, split_depth) & mask
     markers, _ = ndi.label(peaks, structure=np.ones((3, 3), bool))
     labels = watershed(-distance, markers, mask=mask)
-    return _remove_small(labels.astype(np.int32), min_size)
+    return remove_small_and_relabel(labels.astype(np.int32), min_size)
 
 
 def tissue_foreground(

@@ -200,7 +200,9 @@ def _fill_enclosed_holes(labels: np.ndarray, max_hole_size: int | None) -> np.nd
     return out
 
 
-def _remove_small_and_relabel(labels: np.ndarray, min_size: int) -> np.ndarray:
+def remove_small_and_relabel(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop objects under ``min_size`` px and number the rest 1..n in id order (int32; one
+    bincount, fast on whole images)."""
     sizes = np.bincount(labels.ravel())
     keep = sizes >= max(int(min_size), 1)
     keep[0] = False
@@ -293,7 +295,7 @@ def deep_watershed(
     labels = lookup[basins]
 
     # 5. clean up
-    labels = _remove_small_and_relabel(labels, min_size)
+    labels = remove_small_and_relabel(labels, min_size)
     if max_hole_size is None or max_hole_size > 0:
         labels = _fill_enclosed_holes(labels, max_hole_size)
     return labels.astype(np.int32, copy=False)
