@@ -29,8 +29,28 @@ def stitch_keys(image_id: int, round_number: int) -> tuple[str, str]:
     return f"{base}/labels.npz", f"{base}/conflicts.npz"
 
 
-def review_revision_key(stitch_id: int, number: int) -> str:
-    return f"reviews/{stitch_id}/{number}.npz"
+def review_revision_key(stitch_id: int, number: int, written_at: float, token: str) -> str:
+    """Where one save of a reviewer's labels goes: ``reviews/<stitch>/<n>.<unix s>.<token>.npz``.
+
+    Unique per save (``token``: random hex), so concurrent saves of revision ``n`` never write or
+    delete each other's labels; ``written_at`` (unix seconds) tells the sweep of orphans
+    (:func:`review_blob_written_at`) how old a blob is without asking the store.
+    """
+    if not token.isalnum() or not token.isascii():
+        raise ValueError(f"token must be ASCII letters and digits, got {token!r}")
+    return f"reviews/{stitch_id}/{number}.{int(written_at)}.{token}.npz"
+
+
+def review_blob_written_at(key: str) -> int | None:
+    """The unix second a :func:`review_revision_key` key was written, or None for other keys
+    (e.g. ``reviews/<stitch>/<n>.npz`` written before keys were unique)."""
+    parts = key.rsplit("/", 1)[-1].split(".")
+    if not key.startswith("reviews/") or len(parts) != 4 or parts[3] != "npz":
+        return None
+    number, written_at, _token, _ext = parts
+    if not (number.isascii() and number.isdigit() and written_at.isascii() and written_at.isdigit()):
+        return None
+    return int(written_at)
 
 
 def put_labels(store: BlobStore, key: str, labels: np.ndarray, zlib_stream: bytes | None = None) -> None:

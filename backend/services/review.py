@@ -7,8 +7,12 @@ again the image is re-stitched and returns to the queue by itself — nobody rea
 
 from __future__ import annotations
 
+import secrets
+import time
+
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.core.metrics import contingency
@@ -62,7 +66,14 @@ def save_review_revision(session: Session, store: BlobStore, stitch: Stitch, lab
                          author: str, zlib_stream: bytes | None = None) -> LabelRevision:
     """Save a reviewer's labels on top of revision ``base``; a stale base (another reviewer saved
     first) is a 409 and changes nothing. ``zlib_stream``: the labels in the wire format, stored
-    as is (:func:`labels_io.put_labels`)."""
+    as is (:func:`labels_io.put_labels`).
+
+    Of concurrent saves on one base exactly one wins. Each writes its labels first, under a key of
+    its own (:func:`labels_io.review_revision_key`), then claims the revision with a conditional
+    update of the stitch; only the winner adds the revision's row, and a loser deletes only its
+    own blob. A process killed between the two leaves an orphan blob and no row
+    (:func:`sweep_orphan_review_blobs` removes it), never a row without its labels.
+    """
     image = session.get(Image, stitch.image_id)
     if labels.shape != (2, image.height, image.width):
         raise UserError(f"labels must have shape (2, {image.height}, {image.width}), got {labels.shape}")
@@ -72,20 +83,65 @@ def save_review_revision(session: Session, store: BlobStore, stitch: Stitch, lab
     if base != current:
         raise ConflictError(f"revision {base} is stale: another reviewer saved revision {current}; reload")
     number = current + 1
-    key = labels_io.review_revision_key(stitch.id, number)
+    changed_pixels = int(np.count_nonzero(previous != labels))
+    key = labels_io.review_revision_key(stitch.id, number, time.time(), secrets.token_hex(8))
     labels_io.put_labels(store, key, labels, zlib_stream)
+    try:
+        _claim(session, stitch, base, revision=number)
+        rev = LabelRevision(stitch_id=stitch.id, number=number, key=key, author=author,
+                            changed_pixels=changed_pixels)
+        session.add(rev)
+        session.flush()
+    except IntegrityError:  # a concurrent save added revision `number` first
+        session.rollback()
+        store.delete(key)
+        raise ConflictError(f"revision {base} is stale: another reviewer saved first; reload") from None
+    except BaseException:
+        store.delete(key)  # this save failed: its row is rolled back with the session
+        raise
+    return rev
+
+
+def _claim(session: Session, stitch: Stitch, revision_seen: int, **values) -> None:
+    """Change the stitch only while it is still in review at ``revision_seen`` (a conditional
+    update: of concurrent requests that saw the same state one changes it); a 409 otherwise.
+
+    ``values``: the columns to set (``revision=``, ``status=``).
+    """
     claimed = session.execute(
-        update(Stitch).where(Stitch.id == stitch.id, Stitch.revision == base).values(revision=number, updated_at=utcnow())
+        update(Stitch)
+        .where(Stitch.id == stitch.id, Stitch.revision == revision_seen, Stitch.status == "in_review")
+        .values(updated_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
     ).rowcount
     if claimed != 1:
-        store.delete(key)
-        raise ConflictError(f"revision {base} is stale: another reviewer saved first; reload")
-    rev = LabelRevision(stitch_id=stitch.id, number=number, key=key, author=author,
-                        changed_pixels=int(np.count_nonzero(previous != labels)))
-    session.add(rev)
-    session.flush()
+        raise ConflictError(f"revision {revision_seen} is stale or the image left review: another reviewer "
+                            "changed it first; reload")
     session.refresh(stitch)
-    return rev
+
+
+def sweep_orphan_review_blobs(session: Session, store: BlobStore, older_than_s: float = 3600.0,
+                              now: float | None = None) -> int:
+    """Delete review labels that no revision row names, once they are ``older_than_s`` old.
+
+    A save whose process died (or whose transaction failed to commit) between writing its
+    labels and committing its row leaves such a blob (:func:`save_review_revision`); a younger
+    one may belong to a save in progress. Keys without a write time (written before keys were
+    unique) are left alone. ``now``: unix seconds (default: the clock). Returns how many were
+    deleted.
+    """
+    cutoff = (time.time() if now is None else now) - older_than_s
+    old = [key for key in store.list("reviews/")
+           if (written_at := labels_io.review_blob_written_at(key)) is not None and written_at < cutoff]
+    removed = 0
+    for start in range(0, len(old), 500):
+        batch = old[start:start + 500]
+        named = set(session.scalars(select(LabelRevision.key).where(LabelRevision.key.in_(batch))))
+        for key in batch:
+            if key not in named:
+                store.delete(key)
+                removed += 1
+    return removed
 
 
 def changed_mask(store: BlobStore, stitch: Stitch, round_number: int, image_id: int, labels: np.ndarray) -> np.ndarray:
@@ -98,18 +154,22 @@ def changed_mask(store: BlobStore, stitch: Stitch, round_number: int, image_id: 
 
 
 def approve(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | None, base: int | None = None) -> Review:
-    """Accept the image's current labels as ground truth for training."""
+    """Accept the image's current labels as ground truth for training.
+
+    The stitch is claimed first (a conditional update at the revision read), so of concurrent
+    approvals, rejections and saves one wins and only it writes the approved labels.
+    """
     if stitch.status != "in_review":
         raise ConflictError(f"this image is {stitch.status}, not in review")
     labels, revision = current_review_labels(session, store, stitch)
     if base is not None and base != revision:
         raise ConflictError(f"you reviewed revision {base}, but revision {revision} was saved since; reload")
+    _claim(session, stitch, revision, status="approved")
     image = session.get(Image, stitch.image_id)
     rnd = session.get(Round, stitch.round_id)
     key = f"images/{image.id}/approved_r{rnd.number}.npz"
     labels_io.put_labels(store, key, labels)
     image.labels_key, image.status = key, "approved"
-    stitch.status = "approved"
     review = Review(stitch_id=stitch.id, reviewer_id=reviewer.id if reviewer else None, decision="approved",
                     reason="", crop_ids=[])
     session.add(review)
@@ -123,7 +183,9 @@ def reject(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | 
     """Send the chosen crops back to the crowd with ``reason``; the image returns when re-stitched.
 
     The next annotators start from the image's current labels in each crop (the consensus plus
-    the reviewer's fixes so far), not from the model's prediction.
+    the reviewer's fixes so far), not from the model's prediction. The stitch is claimed (a
+    conditional update at the revision read) before any crop is rewritten, so of concurrent
+    rejections, approvals and saves one wins.
     """
     if stitch.status != "in_review":
         raise ConflictError(f"this image is {stitch.status}, not in review")
@@ -142,7 +204,8 @@ def reject(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | 
     gold = [c for c in crop_ids if crops[c].is_gold]
     if gold:
         raise UserError(f"crop(s) {gold} are gold crops with expert labels; fix them here instead", field="crop_ids")
-    current, _ = current_review_labels(session, store, stitch)
+    current, revision = current_review_labels(session, store, stitch)
+    _claim(session, stitch, revision, status="rejected")
     for crop_id in sorted(set(crop_ids)):
         crop = crops[crop_id]
         arrays = store.get_arrays(crop.key)
@@ -152,7 +215,6 @@ def reject(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | 
         crop.key = labels_io.crop_key(crop.id, crop.generation)
         store.put_arrays(crop.key, **arrays)
         crop.status, crop.fused_key, crop.reopen_reason = "open", None, reason
-    stitch.status = "rejected"
     image = session.get(Image, stitch.image_id)
     image.status = "in_crowd"
     review = Review(stitch_id=stitch.id, reviewer_id=reviewer.id if reviewer else None, decision="rejected",
