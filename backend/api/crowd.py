@@ -19,6 +19,8 @@ from backend.api.wire import (
     box_payload,
     encode_array,
     encoded_response,
+    header_int,
+    json_int,
     request_encoded_array,
 )
 from backend.errors import UserError
@@ -207,15 +209,13 @@ def crop_labels(crop_id: int):
 @bp.put("/api/crowd/crops/<int:crop_id>/labels")
 def put_labels(crop_id: int):
     rt = runtime()
-    base_header = request.headers.get("X-Base-Revision", "")
-    if not base_header.isdigit():
-        raise UserError("X-Base-Revision must name the revision these labels were based on")
-    edit_count = request.headers.get("X-Edit-Count", type=int)
+    base = header_int("X-Base-Revision", required="name the revision these labels were based on")
+    edit_count = header_int("X-Edit-Count")
     with rt.db.session() as s:
         access = _access(s, crop_id, write=True)
         shape = (2, access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
         labels, encoded = request_encoded_array(shape)
-        rev = tasks.save_revision(s, rt.store, access, labels, int(base_header), edit_count,
+        rev = tasks.save_revision(s, rt.store, access, labels, base, edit_count,
                                   read=_cached_label_reader(rt.store, access.crop), zlib_stream=encoded.data)
         cache_key = _labels_cache_key(rt.store, rev.key, access.crop.key, _window(access.crop))
         saved = {"revision": rev.number, "changed_pixels": rev.changed_pixels}
@@ -252,11 +252,13 @@ def server_tool(crop_id: int, tool: str):
 def submit(crop_id: int):
     rt = runtime()
     body = request.get_json(silent=True) or {}
+    if not isinstance(body, dict):
+        raise UserError("the request body must be a JSON object")
     try:
         active = float(body.get("active_seconds", 0))
-        edits = int(body.get("edit_count", 0))
     except (TypeError, ValueError):
-        raise UserError("active_seconds and edit_count must be numbers") from None
+        raise UserError("active_seconds must be a number", field="active_seconds") from None
+    edits = json_int(body, "edit_count", default=0)
     if not np.isfinite(active):
         raise UserError("active_seconds must be a finite number", field="active_seconds")
     with rt.db.session() as s:

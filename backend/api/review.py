@@ -10,7 +10,15 @@ from flask import Blueprint, jsonify, request
 
 from backend.api import runtime
 from backend.api.auth import current_user, require_role
-from backend.api.wire import array_response, box_array, box_payload, request_encoded_array
+from backend.api.wire import (
+    array_response,
+    box_array,
+    box_payload,
+    header_int,
+    json_int,
+    query_int,
+    request_encoded_array,
+)
 from backend.errors import UserError
 from backend.models import Crop, Image, Project, Round
 from backend.services import review
@@ -19,10 +27,20 @@ from backend.services.label_tools import run_tool
 bp = Blueprint("review", __name__, url_prefix="/api/review")
 
 
+def _json_object() -> dict:
+    """The request's JSON body (``{}`` when there is none); a 400 for JSON that is not an object."""
+    body = request.get_json(silent=True)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise UserError("the request body must be a JSON object")
+    return body
+
+
 @bp.get("/queue")
 @require_role("reviewer")
 def queue():
-    project_id = request.args.get("project_id", type=int)
+    project_id = query_int("project_id")
     with runtime().db.session() as s:
         return jsonify({"queue": review.review_queue(s, project_id)})
 
@@ -76,14 +94,12 @@ def labels(stitch_id: int):
 @require_role("reviewer")
 def save_labels(stitch_id: int):
     rt = runtime()
-    base = request.headers.get("X-Base-Revision", "")
-    if not base.isdigit():
-        raise UserError("X-Base-Revision must name the revision these labels were based on")
+    base = header_int("X-Base-Revision", required="name the revision these labels were based on")
     with rt.db.session() as s:
         stitch = review.get_stitch(s, stitch_id)
         image = s.get(Image, stitch.image_id)
         labels_new, encoded = request_encoded_array((2, image.height, image.width))
-        rev = review.save_review_revision(s, rt.store, stitch, labels_new, int(base), current_user().username,
+        rev = review.save_review_revision(s, rt.store, stitch, labels_new, base, current_user().username,
                                           zlib_stream=encoded.data)
         return jsonify({"revision": rev.number, "changed_pixels": rev.changed_pixels}), 201
 
@@ -141,10 +157,8 @@ def tool(stitch_id: int, tool: str):
 @require_role("reviewer")
 def approve(stitch_id: int):
     rt = runtime()
-    body = request.get_json(silent=True) or {}
-    base = body.get("revision")
-    if base is not None and (isinstance(base, bool) or not isinstance(base, int)):
-        raise UserError("revision must be an integer", field="revision")
+    body = _json_object()
+    base = json_int(body, "revision")
     with rt.db.session() as s:
         r = review.approve(s, rt.store, review.get_stitch(s, stitch_id), current_user(), base)
         return jsonify({"review_id": r.id, "decision": r.decision})
@@ -154,7 +168,7 @@ def approve(stitch_id: int):
 @require_role("reviewer")
 def reject(stitch_id: int):
     rt = runtime()
-    body = request.get_json(silent=True) or {}
+    body = _json_object()
     with rt.db.session() as s:
         r = review.reject(s, rt.store, review.get_stitch(s, stitch_id), current_user(),
                           body.get("reason", ""), body.get("crop_ids"))

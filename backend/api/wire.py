@@ -9,6 +9,7 @@ a committed revision) in memory, so the hot crowd requests neither read the stor
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import zlib
@@ -22,6 +23,64 @@ from flask import Response, request
 from backend.errors import PayloadTooLargeError, UserError
 
 DTYPES = {"uint8": np.dtype("<u1"), "int32": np.dtype("<i4")}
+INT32_MAX = 2**31 - 1  # the database's INTEGER columns
+_DECIMAL = re.compile(r"-?[0-9]{1,18}")  # ASCII only: str.isdigit() and int() accept "²", "٣", " 7", "7_0"
+
+
+def strict_int(value: object, field: str, lo: int = 0, hi: int = INT32_MAX) -> int:
+    """An integer request parameter, checked: a 400 naming ``field`` for anything else.
+
+    Parameters
+    ----------
+    value : str or int
+        A header or query-string value (ASCII decimal digits, ``-`` first only when ``lo`` < 0; no
+        sign, space, underscore or other script's digits), or a value decoded from JSON (an
+        ``int``; not a bool, not a float such as ``1e20`` or ``3.0``).
+    field : str
+        The header or field name, for the message.
+    lo, hi : int
+        The accepted range, inclusive (default: what an INTEGER column holds, non-negative).
+
+    Returns
+    -------
+    int
+    """
+    number = None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value) and (lo < 0 or not value.startswith("-")):
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    if number is None or not lo <= number <= hi:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise UserError(f"{field} must be an integer from {lo} to {hi}, got {shown}", field=field)
+    return number
+
+
+def header_int(name: str, lo: int = 0, hi: int = INT32_MAX, default: int | None = None,
+               required: str | None = None) -> int | None:
+    """The request's header ``name`` as a :func:`strict_int`; ``default`` when it is absent, or a
+    400 saying ``required`` (what the header is for) when that is given."""
+    value = request.headers.get(name)
+    if value is None or value == "":
+        if required:
+            raise UserError(f"{name} must {required}", field=name)
+        return default
+    return strict_int(value, name, lo, hi)
+
+
+def query_int(name: str, lo: int = 0, hi: int = INT32_MAX, default: int | None = None) -> int | None:
+    """The query-string parameter ``name`` as a :func:`strict_int` (``default`` when absent)."""
+    value = request.args.get(name)
+    return default if value is None or value == "" else strict_int(value, name, lo, hi)
+
+
+def json_int(body: dict, name: str, lo: int = 0, hi: int = INT32_MAX, default: int | None = None) -> int | None:
+    """The JSON field ``name`` of ``body`` as a :func:`strict_int` (``default`` when absent or null);
+    a JSON number, not a string of digits."""
+    value = body.get(name)
+    if isinstance(value, str):
+        raise UserError(f"{name} must be an integer from {lo} to {hi} (a JSON number, not a string)", field=name)
+    return default if value is None else strict_int(value, name, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -191,10 +250,10 @@ def request_encoded_array(expected_shape: tuple[int, ...]) -> tuple[np.ndarray, 
     dtype = request.headers.get("X-Dtype", "int32")
     shape_header = request.headers.get("X-Shape")
     if shape_header:
-        try:
-            shape = tuple(int(n) for n in shape_header.split(","))
-        except ValueError:
-            raise UserError(f"X-Shape must be comma-separated integers, got {shape_header!r}") from None
+        if not all(_DECIMAL.fullmatch(n) and not n.startswith("-") for n in shape_header.split(",")):
+            raise UserError(f"X-Shape must be comma-separated integers, got {shape_header[:40]!r}",
+                            field="X-Shape")
+        shape = tuple(int(n) for n in shape_header.split(","))
         if shape != tuple(expected_shape):
             raise UserError(f"labels must have shape {tuple(expected_shape)}, got {shape}")
     if dtype != "int32":

@@ -189,12 +189,15 @@ def reject(session: Session, store: BlobStore, stitch: Stitch, reviewer: User | 
     """
     if stitch.status != "in_review":
         raise ConflictError(f"this image is {stitch.status}, not in review")
+    if reason is not None and not isinstance(reason, str):
+        raise UserError("the reason must be text", field="reason")
     reason = (reason or "").strip()
     if not reason:
         raise UserError("say why the image is rejected: the reason is shown to the next annotators", field="reason")
     if len(reason) > 2000:
         raise UserError("the reason must be at most 2000 characters", field="reason")
-    if not isinstance(crop_ids, list) or not crop_ids or not all(isinstance(c, int) for c in crop_ids):
+    if not isinstance(crop_ids, list) or not crop_ids or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in crop_ids):
         raise UserError("select the crops that need another pass (crop_ids)", field="crop_ids")
     crops = {c.id: c for c in session.scalars(
         select(Crop).where(Crop.image_id == stitch.image_id, Crop.round_id == stitch.round_id))}

@@ -254,6 +254,46 @@ def test_revisions_conflicts_and_bad_bodies(client, runtime):
     assert rev == 1
 
 
+@pytest.mark.parametrize("header,value", [
+    ("X-Base-Revision", "\u00b2"),  # str.isdigit() says yes, int() says no
+    ("X-Base-Revision", "\u0661"),  # ARABIC-INDIC DIGIT ONE: int() reads 1
+    ("X-Base-Revision", " 0"), ("X-Base-Revision", "+0"), ("X-Base-Revision", "-1"),
+    ("X-Base-Revision", "99999999999999999999"),
+    ("X-Edit-Count", "100000000000000000000"),  # overflows the INTEGER column
+    ("X-Edit-Count", "\u00b2"), ("X-Edit-Count", "1.5"), ("X-Edit-Count", "-3"),
+    ("X-Shape", "2,64,\u0666\u0664"),
+])
+def test_malformed_integer_headers_are_400_naming_the_header(client, runtime, header, value):
+    project_id, _ = make_project(runtime)
+    t = lease(client, project_id, worker="ints").json
+    crop_id, token = t["task"]["crop_id"], t["token"]
+    labels, _ = get_labels(client, crop_id, token)
+    r = put_labels(client, crop_id, token, labels, 0, **{header: value})
+    assert r.status_code == 400, r.data
+    assert r.json["field"] == header and header in r.json["error"]
+    _, rev = get_labels(client, crop_id, token)
+    assert rev == 0  # nothing was saved
+    ok = put_labels(client, crop_id, token, labels, 0, **{"X-Edit-Count": "2147483647"})
+    assert ok.status_code == 201
+    with runtime.db.session() as s:
+        assert s.get(Assignment, t["task"]["assignment_id"]).edit_count == 2147483647
+
+
+@pytest.mark.parametrize("edit_count", [1e20, 10**20, 3.5, 3.0, "7", True, -1, [1]])
+def test_a_submit_with_an_edit_count_that_is_no_integer_in_range_is_400(client, runtime, edit_count):
+    project_id, _ = make_project(runtime, k=1)
+    t = lease(client, project_id, worker="count").json
+    crop_id, token = t["task"]["crop_id"], t["token"]
+    r = client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 5, "edit_count": edit_count},
+                    headers=auth(token))
+    assert r.status_code == 400 and r.json["field"] == "edit_count", r.data
+    ok = client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 5, "edit_count": 12},
+                     headers=auth(token))
+    assert ok.status_code == 200
+    with runtime.db.session() as s:
+        assert s.get(Assignment, ok.json["assignment_id"]).edit_count == 12
+
+
 def test_a_revision_body_with_bytes_after_its_stream_is_stored_re_encoded(client, runtime):
     project_id, _ = make_project(runtime)
     t = lease(client, project_id, worker="tail").json

@@ -232,3 +232,34 @@ def test_review_keys_are_unique_per_save_and_carry_their_write_time():
     assert labels_io.review_blob_written_at("stitches/4/r0/labels.npz") is None
     with pytest.raises(ValueError):
         labels_io.review_revision_key(4, 2, 0, "../x")
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661", " 0", "+0", "-1", "0x0", "99999999999999999999", ""])
+def test_a_malformed_base_revision_is_400_naming_the_header(reviewer_client, runtime, value):
+    stitch_id = make_stitch(runtime)
+    r = put_review(reviewer_client, stitch_id, marked(1), value)
+    assert r.status_code == 400, r.data
+    assert r.json["field"] == "X-Base-Revision" and "X-Base-Revision" in r.json["error"]
+    assert get_review_labels(reviewer_client, stitch_id)[1] == 0
+    assert put_review(reviewer_client, stitch_id, marked(1), "0").status_code == 201
+
+
+def test_malformed_integers_in_review_requests_are_400_naming_the_field(reviewer_client, runtime):
+    stitch_id = make_stitch(runtime)
+    url = f"/api/review/stitches/{stitch_id}"
+    crop_id = reviewer_client.get(url).json["crops"][0]["id"]
+    for body in ({"revision": 1e20}, {"revision": 10**20}, {"revision": "0"}, {"revision": True}, {"revision": -1}):
+        r = reviewer_client.post(f"{url}/approve", json=body)
+        assert r.status_code == 400 and r.json["field"] == "revision", (body, r.data)
+    for body in ({"reason": "x", "crop_ids": [True]}, {"reason": "x", "crop_ids": [1e20]},
+                 {"reason": 5, "crop_ids": [crop_id]}):
+        r = reviewer_client.post(f"{url}/reject", json=body)
+        assert r.status_code == 400 and r.json["field"] in ("crop_ids", "reason"), (body, r.data)
+    assert reviewer_client.post(f"{url}/approve", json=[1]).status_code == 400
+    r = reviewer_client.get("/api/review/queue?project_id=\u00b2")
+    assert r.status_code == 400 and r.json["field"] == "project_id"
+    assert reviewer_client.get("/api/review/queue?project_id=1").status_code == 200
+    shape = reviewer_client.put(f"{url}/labels", data=b"", headers={"X-Base-Revision": "0", "X-Shape": "2,\u0661,1"})
+    assert shape.status_code == 400 and shape.json["field"] == "X-Shape"
+    r = reviewer_client.post(f"{url}/approve", json={"revision": 0})
+    assert r.status_code == 200, r.data
