@@ -1,23 +1,49 @@
 """The frontend's ES modules and styles, served as files (no build step).
 
 Responses carry an ETag (content hash) and ``Cache-Control: no-cache`` so browsers revalidate
-cheaply and never run a stale module after a deploy.
+cheaply and never run a stale module after a deploy. Only files meant for the browser are
+served: ``.js`` and ``.css`` under ``editor/`` and ``pages/`` — never the editor's tests
+(``test/``), ``package.json`` files, or anything a ``.``/``..`` segment would reach.
 """
 
+import posixpath
 from pathlib import Path
 
 from flask import Blueprint, abort, send_from_directory
 
 FRONTEND = Path(__file__).resolve().parent.parent.parent / "frontend"
+SERVED_FOLDERS = ("editor", "pages")
+SERVED_SUFFIXES = (".js", ".css")
 bp = Blueprint("static", __name__)
+
+
+def browser_path(filename: str) -> str | None:
+    """The normalised path (relative to ``frontend/``) of a file the browser may load, or None.
+
+    The path is resolved before it is judged: ``./test/x.js`` and ``editor/../test/x.js`` are
+    ``test/x.js``, which is not served.
+    """
+    if "\\" in filename or "\x00" in filename or filename.startswith("/"):
+        return None
+    path = posixpath.normpath(filename)
+    parts = path.split("/")
+    if parts[0] not in SERVED_FOLDERS or len(parts) < 2 or not path.endswith(SERVED_SUFFIXES):
+        return None
+    if any(part.startswith(".") for part in parts):  # hidden files, and ".." left by normpath
+        return None
+    resolved = (FRONTEND / path).resolve()
+    if not resolved.is_relative_to((FRONTEND / parts[0]).resolve()) or not resolved.is_file():
+        return None  # a link out of the served folder, or nothing there
+    return path
 
 
 @bp.get("/static/<path:filename>")
 def frontend_file(filename: str):
-    if filename.startswith(("test/", "test\\")):
+    path = browser_path(filename)
+    if path is None:
         abort(404)
-    response = send_from_directory(FRONTEND, filename, conditional=True, etag=True, max_age=0)
+    response = send_from_directory(FRONTEND, path, conditional=True, etag=True, max_age=0)
     response.headers["Cache-Control"] = "no-cache"
-    if filename.endswith(".js"):
+    if path.endswith(".js"):
         response.mimetype = "text/javascript"
     return response
