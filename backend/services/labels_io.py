@@ -24,8 +24,11 @@ def revision_key(assignment_id: int, number: int) -> str:
     return f"revisions/{assignment_id}/{number}.npz"
 
 
-def stitch_keys(image_id: int, round_number: int) -> tuple[str, str]:
-    base = f"stitches/{image_id}/r{round_number}"
+def stitch_keys(image_id: int, round_number: int, revision: int = 0) -> tuple[str, str]:
+    """The stitched labels and conflict map of an image in a round: the first stitch
+    (``revision`` 0), or a re-stitch after a rejection, which becomes review revision
+    ``revision`` and must not overwrite what earlier revisions name."""
+    base = f"stitches/{image_id}/r{round_number}" + (f"/v{revision}" if revision else "")
     return f"{base}/labels.npz", f"{base}/conflicts.npz"
 
 

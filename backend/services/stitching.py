@@ -8,7 +8,7 @@ arrays are written before the rows that point at them, so a crash leaves the pre
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from backend.core.consensus import fuse_annotations
@@ -25,6 +25,7 @@ from backend.models import (
     Project,
     Round,
     Stitch,
+    utcnow,
 )
 from backend.services import labels_io
 from backend.storage import BlobStore
@@ -192,27 +193,42 @@ def stitch_image(session: Session, store: BlobStore, image_id: int, round_id: in
 
     Stores the stitched labels and the conflict map, counts the cells the crowd changed against
     the round's prediction, and puts the image in review. A rejected image that comes back is
-    re-stitched into the same Stitch row (its review revision restarts).
+    re-stitched into the same Stitch row: the new stitch becomes its next review revision, under
+    keys of its own (the earlier revisions keep their labels). A stitch in review or approved is
+    returned as it is: a repeated job neither rewrites what the reviewer sees nor takes an
+    approved image back into review. Of concurrent re-stitches one claims the revision (a
+    conditional update); they write the same labels under the same keys.
     """
     image, rnd, _project = _load(session, image_id, round_id)
     crops = image_crops(session, image.id, rnd.id)
     if not crops or any(c.status != "fused" for c in crops):
         return None
+    stitch = session.scalar(select(Stitch).where(Stitch.image_id == image.id, Stitch.round_id == rnd.id))
+    if stitch is not None and stitch.status != "rejected":
+        return stitch
     plan = [CropWindow(c.y0, c.x0, c.y1, c.x1) for c in crops]
     label_crops = [labels_io.get_labels(store, c.fused_key) for c in crops]
     result = stitch_crops(plan, label_crops, (image.height, image.width))
-    labels_key, conflicts_key = labels_io.stitch_keys(image.id, rnd.number)
+    revision = 0 if stitch is None else stitch.revision + 1
+    labels_key, conflicts_key = labels_io.stitch_keys(image.id, rnd.number, revision)
     labels_io.put_labels(store, labels_key, result.labels)
     store.put_arrays(conflicts_key, conflicts=np.asarray(result.conflicts, dtype=bool))
     predicted = labels_io.get_labels(store, labels_io.prediction_key(image.id, rnd.number))
-    stitch = session.scalar(select(Stitch).where(Stitch.image_id == image.id, Stitch.round_id == rnd.id))
     if stitch is None:
         stitch = Stitch(image_id=image.id, round_id=rnd.id, key=labels_key, conflicts_key=conflicts_key)
         session.add(stitch)
-    elif stitch.status == "rejected":
+    else:
         # back from the crowd: the new stitch becomes the newest review revision
-        stitch.revision += 1
-        session.add(LabelRevision(stitch_id=stitch.id, number=stitch.revision, key=labels_key, author="stitch"))
+        claimed = session.execute(
+            update(Stitch)
+            .where(Stitch.id == stitch.id, Stitch.status == "rejected", Stitch.revision == revision - 1)
+            .values(status="in_review", revision=revision, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        session.refresh(stitch)
+        if claimed != 1:
+            return stitch  # a concurrent run of this job re-stitched it
+        session.add(LabelRevision(stitch_id=stitch.id, number=revision, key=labels_key, author="stitch"))
     stitch.key, stitch.conflicts_key = labels_key, conflicts_key
     stitch.n_cells = int(len(np.unique(result.labels[0])) - (result.labels[0] == 0).any())
     stitch.n_conflict_pixels = int(np.count_nonzero(result.conflicts))

@@ -120,6 +120,28 @@ def test_duplicate_name_is_a_conflict(client, runtime, project_id):
     assert _state(runtime) == before
 
 
+def test_an_upload_racing_another_of_the_same_name_is_a_conflict_not_a_500(client, runtime, project_id):
+    import threading
+    import time
+
+    from backend.services.images import Upload, import_images
+    from backend.services.projects import get_project
+
+    content = _npz(X=np.ones((12, 12, 2), dtype=np.uint16))
+    answer = {}
+    other = threading.Thread(target=lambda: answer.update(r=upload(client, project_id, ("same.npz", content))))
+    with runtime.db.session() as s:  # the first import has its row, not yet committed
+        first = import_images(s, runtime.store, get_project(s, project_id), [Upload("same.npz", content)])[0]
+        other.start()
+        time.sleep(3)  # the second passed the name check and now waits on the first's row
+    other.join(60)
+    r = answer["r"]
+    assert r.status_code == 409 and r.json["field"] == "files" and "same time" in r.json["error"], r.data
+    with runtime.db.session() as s:
+        assert s.scalars(select(Image.id).where(Image.project_id == project_id)).all() == [first.id]
+    assert runtime.store.list("images/") == [first.raw_key]  # the loser removed only its own blob
+
+
 BAD_INPUTS = {
     "zero_bytes": (("empty.tif", b""), {}, 400, "empty"),
     "truncated_tiff": (("cut.tif", None), {}, 400, "cut.tif"),

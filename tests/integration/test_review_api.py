@@ -16,6 +16,7 @@ from backend.services.images import Upload, import_images
 from backend.services.projects import create_project
 from backend.services.stitching import crop_image
 from tests.conftest import REVIEWER_PASSWORD, basic_auth
+from tests.integration.test_stitch_jobs import same_up_to_renumbering
 
 H, W = 100, 100
 
@@ -263,3 +264,44 @@ def test_malformed_integers_in_review_requests_are_400_naming_the_field(reviewer
     assert shape.status_code == 400 and shape.json["field"] == "X-Shape"
     r = reviewer_client.post(f"{url}/approve", json={"revision": 0})
     assert r.status_code == 200, r.data
+
+
+def fuse_all(rt, stitch_id: int, labels: np.ndarray) -> None:
+    """Every crop of the stitch's image fused (its current generation) to its window of ``labels``."""
+    with rt.db.session() as s:
+        image_id = s.get(Stitch, stitch_id).image_id
+        for crop in s.scalars(select(Crop).where(Crop.image_id == image_id)):
+            crop.fused_key = labels_io.fused_key(crop.id, crop.generation)
+            labels_io.put_labels(rt.store, crop.fused_key, labels[:, crop.y0:crop.y1, crop.x0:crop.x1])
+            crop.status = "fused"
+
+
+def test_a_rejected_image_comes_back_as_a_new_revision_and_a_repeated_stitch_keeps_it_approved(
+        reviewer_client, runtime):
+    from backend.services.stitching import stitch_image
+
+    stitch_id = make_stitch(runtime)
+    url = f"/api/review/stitches/{stitch_id}"
+    assert put_review(reviewer_client, stitch_id, marked(1), 0).status_code == 201
+    crop_id = reviewer_client.get(url).json["crops"][0]["id"]
+    r = reviewer_client.post(f"{url}/reject", json={"reason": "cell 2 is two cells", "crop_ids": [crop_id]})
+    assert r.status_code == 200
+    first_stitch = labels_io.stitch_keys(reviewer_client.get(url).json["image_id"], 0)[0]
+    fuse_all(runtime, stitch_id, marked(2))
+    with runtime.db.session() as s:
+        image_id, round_id = s.get(Stitch, stitch_id).image_id, s.get(Stitch, stitch_id).round_id
+        assert stitch_image(s, runtime.store, image_id, round_id).revision == 2
+    labels, revision = get_review_labels(reviewer_client, stitch_id)
+    assert revision == 2 and all(same_up_to_renumbering(labels[f], marked(2)[f]) for f in range(2))
+    with runtime.db.session() as s:  # the earlier revisions keep their labels
+        keys = dict(s.execute(select(LabelRevision.number, LabelRevision.key)
+                              .where(LabelRevision.stitch_id == stitch_id)).all())
+    assert np.array_equal(labels_io.get_labels(runtime.store, keys[1]), marked(1))
+    assert np.array_equal(labels_io.get_labels(runtime.store, first_stitch), disks())
+    assert reviewer_client.post(f"{url}/approve", json={"revision": 2}).status_code == 200
+    with runtime.db.session() as s:  # the same job once more (a retry or a duplicate)
+        again = stitch_image(s, runtime.store, image_id, round_id)
+        assert (again.status, again.revision) == ("approved", 2)
+    with runtime.db.session() as s:
+        image = s.get(Image, image_id)
+        assert image.status == "approved" and image.labels_key.startswith(f"images/{image_id}/approved_")
