@@ -28,9 +28,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage import measure
 
+from backend.core.tissue_styles import TissueStyle
+
 __all__ = ["SyntheticTissue", "synthetic_tissue"]
 
-_NO_NUCLEUS_FRACTION = 0.10
 _MIN_CELL_PIXELS = 6          # smaller Voronoi slivers are dropped before rendering
 _MIN_NUCLEUS_PIXELS = 3
 
@@ -77,7 +78,8 @@ class _Cells:
 
 
 def synthetic_tissue(height: int, width: int, *, n_channels: int = 3, seed: int = 0,
-                     mean_diameter: float = 18.0, density: float = 0.85) -> SyntheticTissue:
+                     mean_diameter: float = 18.0, density: float = 0.85,
+                     style: TissueStyle | None = None) -> SyntheticTissue:
     """Draw a synthetic multichannel tissue image and its exact segmentation.
 
     Parameters
@@ -94,6 +96,9 @@ def synthetic_tissue(height: int, width: int, *, n_channels: int = 3, seed: int 
     density : float
         Fraction of the image area that is tissue (0 < density <= 1), honoured at any size;
         cells cover somewhat less (gaps between cells), and the rest holds a few isolated cells.
+    style : TissueStyle, optional
+        Morphology and appearance (:mod:`backend.core.tissue_styles`); the default is the
+        original generator's mixed tissue with a thin membrane.
 
     Returns
     -------
@@ -109,14 +114,15 @@ def synthetic_tissue(height: int, width: int, *, n_channels: int = 3, seed: int 
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
     height, width, n_channels = int(height), int(width), int(n_channels)
+    style = style or TissueStyle()
     rng = np.random.default_rng(seed)
     margin = int(np.ceil(1.6 * mean_diameter)) + 4
     canvas = (height + 2 * margin, width + 2 * margin)
 
-    cells = _place_cells(rng, canvas, float(mean_diameter), float(density))
+    cells = _place_cells(rng, canvas, float(mean_diameter), float(density), style)
     whole = _largest_fragments(_tessellate(canvas, cells), _MIN_CELL_PIXELS)
-    nuclear = _nuclei(rng, whole, cells)
-    image = _render(rng, whole, nuclear, n_channels, float(mean_diameter))
+    nuclear = _nuclei(rng, whole, cells, style)
+    image = _render(rng, whole, nuclear, n_channels, float(mean_diameter), style)
 
     frame = (slice(margin, margin + height), slice(margin, margin + width))
     # Cropping can cut a cell into separate pieces: each connected piece becomes its own cell.
@@ -158,7 +164,7 @@ def _linear_weights(positions: np.ndarray, size: int) -> np.ndarray:
 
 
 def _place_cells(rng: np.random.Generator, canvas: tuple[int, int], mean_diameter: float,
-                 density: float) -> _Cells:
+                 density: float, style: TissueStyle) -> _Cells:
     """Seeds and outline parameters for every cell on the canvas."""
     step = max(2.0, mean_diameter / 3.0)          # coarse bins used to scatter the seeds
     rows = (np.arange(int(np.ceil(canvas[0] / step))) + 0.5) * step
@@ -168,24 +174,25 @@ def _place_cells(rng: np.random.Generator, canvas: tuple[int, int], mean_diamete
     size_level = _smooth_field(rng, canvas, 4.0 * mean_diameter, (grid_r, grid_c))
     threshold = -np.inf if density >= 1.0 else np.quantile(tissue_level, 1.0 - density)
     in_tissue = np.where(tissue_level > threshold, 1.0, 0.06)   # a few isolated cells in gaps
-    local_diameter = mean_diameter * np.exp(0.32 * np.clip(size_level, -2.5, 2.5))
+    local_diameter = mean_diameter * np.exp(style.size_variation * np.clip(size_level, -2.5, 2.5))
     expected = 1.4 * in_tissue * step * step / (np.pi / 4.0 * local_diameter**2)
     counts = rng.poisson(expected)
     bin_index = np.repeat(np.arange(counts.size), counts)
     cy = grid_r[bin_index] + (rng.random(bin_index.size) - 0.5) * step
     cx = grid_c[bin_index] + (rng.random(bin_index.size) - 0.5) * step
-    diameter = local_diameter[bin_index] * np.exp(rng.normal(0.0, 0.2, bin_index.size))
+    diameter = local_diameter[bin_index] * np.exp(rng.normal(0.0, style.size_jitter, bin_index.size))
     keep = _thin_seeds(cy, cx, 0.55 * diameter)
     cy, cx, diameter = cy[keep], cx[keep], diameter[keep]
     n = cy.size
 
-    kind = rng.random(n)                          # 40 % round, 35 % elongated, 25 % concave
-    aspect = np.where(kind < 0.40, rng.uniform(1.0, 1.15, n), rng.uniform(1.3, 2.6, n))
-    concave = kind >= 0.75
+    kind = rng.random(n)                          # default: 40 % round, 35 % elongated, 25 % concave
+    aspect = np.where(kind < style.round_fraction, rng.uniform(1.0, 1.15, n),
+                      rng.uniform(*style.elongation, n))
+    concave = kind >= 1.0 - style.concave_fraction
     aspect[concave] = rng.uniform(1.0, 1.6, concave.sum())
     lobes = np.where(concave, rng.choice([2, 3], n), 0)
     lobe_depth = np.where(concave, rng.uniform(0.28, 0.45, n), 0.0)
-    return _Cells(cy=cy, cx=cx, radius=0.5 * diameter * rng.uniform(1.3, 1.6, n),
+    return _Cells(cy=cy, cx=cx, radius=0.5 * diameter * rng.uniform(*style.fill, n),
                   aspect=aspect, angle=rng.uniform(0.0, np.pi, n), lobes=lobes,
                   lobe_depth=lobe_depth, lobe_phase=rng.uniform(0.0, 2 * np.pi, n))
 
@@ -266,14 +273,15 @@ def _borders(labels: np.ndarray) -> np.ndarray:
             | (padded[1:-1, :-2] != centre) | (padded[1:-1, 2:] != centre))
 
 
-def _nuclei(rng: np.random.Generator, whole: np.ndarray, cells: _Cells) -> np.ndarray:
+def _nuclei(rng: np.random.Generator, whole: np.ndarray, cells: _Cells,
+            style: TissueStyle) -> np.ndarray:
     """(H,W) int32 nuclei: an ellipse at each seed, inside the cell minus its one-pixel rim."""
     n = cells.cy.size
     nuclear = np.zeros_like(whole)
     inner = np.where(_borders(whole), 0, whole)
-    has_nucleus = rng.random(n) >= _NO_NUCLEUS_FRACTION
+    has_nucleus = rng.random(n) >= style.no_nucleus_fraction
     minor = cells.radius / np.sqrt(cells.aspect) * (1.0 - cells.lobe_depth)
-    semi_minor = rng.uniform(0.45, 0.7, n) * minor
+    semi_minor = rng.uniform(*style.nucleus_size, n) * minor
     semi_major = semi_minor * np.minimum(cells.aspect, rng.uniform(1.0, 1.6, n))
     tilt = cells.angle + rng.normal(0.0, 0.25, n)
     offset = rng.normal(0.0, 0.12, (2, n)) * minor
@@ -300,12 +308,12 @@ def _nuclei(rng: np.random.Generator, whole: np.ndarray, cells: _Cells) -> np.nd
 # -------------------------------------------------------------------------------- image
 
 def _render(rng: np.random.Generator, whole: np.ndarray, nuclear: np.ndarray, n_channels: int,
-            mean_diameter: float) -> np.ndarray:
+            mean_diameter: float, style: TissueStyle) -> np.ndarray:
     """(C,H,W) uint16 raw counts for the labelled canvas."""
     n = int(whole.max())
     shape = whole.shape
     f32 = np.float32
-    dim = np.where(rng.random(n + 1) < 0.15, rng.uniform(0.15, 0.4, n + 1), 1.0)  # dim cells
+    dim = np.where(rng.random(n + 1) < style.dim_fraction, rng.uniform(0.15, 0.4, n + 1), 1.0)
     in_cell = whole > 0
     cytoplasm = in_cell & (nuclear == 0)
     illumination = _smooth_field(rng, shape, 12.0 * mean_diameter)
@@ -317,6 +325,15 @@ def _render(rng: np.random.Generator, whole: np.ndarray, nuclear: np.ndarray, n_
             + f32(np.sin(angle)) * scale * np.arange(shape[1], dtype=f32)[None, :])
     shading = 1.0 + 0.6 * ramp + 0.25 * illumination        # uneven background, float32
     illumination += f32(1.0)                                 # uneven excitation
+    blurred = None
+    if style.out_of_focus_fraction > 0:    # nuclei out of the focal plane: blurred and dim
+        blurred = rng.random(n + 1) < style.out_of_focus_fraction
+        blurred[0] = False
+    rim = _borders(whole) & in_cell
+    if style.membrane_width > 1:           # a thick membrane: the rim grows inwards
+        size = 2 * style.membrane_width - 1
+        rim = in_cell & ((ndimage.grey_erosion(whole, size=size) != whole)
+                         | (ndimage.grey_dilation(whole, size=size) != whole))
     channels = np.empty((n_channels,) + shape, dtype=np.uint16)
     for c in range(n_channels):
         brightness = (rng.lognormal(0.0, 0.35, n + 1) * dim).astype(f32)
@@ -325,22 +342,30 @@ def _render(rng: np.random.Generator, whole: np.ndarray, nuclear: np.ndarray, n_
             chromatin = rng.standard_normal(shape, dtype=f32)
             ndimage.gaussian_filter(chromatin, 0.8, output=chromatin)
             np.clip(chromatin, -1.0, 1.0, out=chromatin)
-            signal = brightness[nuclear] * (1.0 + 0.5 * chromatin)
+            signal = brightness[nuclear] * (1.0 + f32(style.dapi_texture) * chromatin)
+            if blurred is not None and blurred.any():
+                far = blurred[nuclear]
+                soft = ndimage.gaussian_filter(np.where(far, signal, f32(0.0)), 2.5)
+                signal = np.where(far, f32(0.0), signal) + f32(0.45) * soft
             signal += f32(0.04) * brightness[whole] * cytoplasm
             peak, sigma = 9000.0, 1.0
         elif c == 1:         # membrane: bright borders, dim interiors
-            level = np.where(_borders(whole) & in_cell, f32(1.0), f32(0.12))
+            level = np.where(rim, f32(1.0), f32(style.membrane_interior))
+            if style.nuclear_hole > 0:
+                level = np.where(nuclear > 0, level * f32(1.0 - style.nuclear_hole), level)
             signal = brightness[whole] * level
             peak, sigma = 6000.0, 1.1
         else:                # lineage marker: cytoplasm of a random subset of cells
             positive = (rng.random(n + 1) < rng.uniform(0.15, 0.5)).astype(f32)
             signal = (brightness * positive)[whole] * np.where(cytoplasm, f32(1.0), f32(0.3))
             peak, sigma = rng.uniform(2500.0, 8000.0), 1.5
-        ndimage.gaussian_filter(signal, sigma, output=signal)
-        signal *= f32(peak) * illumination
-        signal += f32(rng.uniform(150.0, 400.0)) * shading
+        ndimage.gaussian_filter(signal, sigma * style.blur, output=signal)
+        signal *= f32(peak * style.brightness) * illumination
+        signal += f32(rng.uniform(*style.background)) * shading
         # Shot noise (Gaussian approximation, gain 4 counts/photon) plus read noise (20 counts).
         noise = np.sqrt(f32(4.0) * np.maximum(signal, 0.0) + f32(400.0))
+        if style.noise != 1.0:
+            noise *= f32(style.noise)
         noise *= rng.standard_normal(shape, dtype=f32)
         signal += noise
         np.clip(np.rint(signal, out=signal), 0, 65535, out=signal)
