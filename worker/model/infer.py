@@ -170,13 +170,16 @@ def predict_outputs(
     if batch_size is None:
         batch_size = batch_size_for(tile)
     batch_size = max(1, min(int(batch_size), len(origins)))
+    # equal batches (25 tiles with at most 32 a batch run as one batch of 25, not 32 with 7 blank
+    # tiles); only the last may be smaller, and it runs at its own size
+    batch_size = -(-len(origins) // -(-len(origins) // batch_size))
     window = blend_window(tile, overlap)[..., None]
 
     sums: dict[str, np.ndarray] = {}
     weight = np.zeros((padded_h, padded_w, 1), np.float32)
     for start in range(0, len(origins), batch_size):
         chunk = origins[start : start + batch_size]
-        batch = np.zeros((batch_size, tile, tile, channels), np.float32)  # fixed shape: one trace
+        batch = np.empty((len(chunk), tile, tile, channels), np.float32)  # no blank tiles
         for i, (y0, x0) in enumerate(chunk):
             batch[i] = x[y0 : y0 + tile, x0 : x0 + tile]
         predicted = model.predict_on_batch(batch)

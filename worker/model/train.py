@@ -108,7 +108,36 @@ def augment_pair(
             np.ascontiguousarray(labels, dtype=np.int32))
 
 
-def _augmented_batches(X, y, batch_size, steps_per_epoch, crop_size, seed, features):
+def jitter_intensity(
+    image: np.ndarray, rng: np.random.Generator, channel_dropout: float = 0.0
+) -> np.ndarray:
+    """Gamma and contrast jitter per channel, and random loss of the non-nuclear channels.
+
+    Parameters
+    ----------
+    image : np.ndarray of float32, shape (H, W, C)
+        Normalised image in [0, 1]; channel 0 is the nuclear stain.
+    rng : np.random.Generator
+    channel_dropout : float
+        Probability that channels 1.. are zeroed together (a nuclear-only image).
+
+    Returns
+    -------
+    np.ndarray of float32, shape (H, W, C)
+        Values in [0, 1].
+    """
+    out = np.empty_like(image)
+    for c in range(image.shape[-1]):
+        gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.6))))
+        gain = float(rng.uniform(0.75, 1.25))
+        out[..., c] = np.clip(gain * np.power(image[..., c], gamma), 0.0, 1.0)
+    if image.shape[-1] > 1 and rng.random() < channel_dropout:
+        out[..., 1:] = 0.0
+    return out
+
+
+def _augmented_batches(X, y, batch_size, steps_per_epoch, crop_size, seed, features,
+                       scale_range=(0.8, 1.25), intensity_jitter=False, channel_dropout=0.0):
     import keras
 
     class AugmentedBatches(keras.utils.PyDataset):
@@ -123,7 +152,9 @@ def _augmented_batches(X, y, batch_size, steps_per_epoch, crop_size, seed, featu
 
         def __getitem__(self, index):
             picks = self.rng.integers(0, X.shape[0], size=batch_size)
-            pairs = [augment_pair(X[i], y[i], self.rng, crop_size) for i in picks]
+            pairs = [augment_pair(X[i], y[i], self.rng, crop_size, scale_range) for i in picks]
+            if intensity_jitter or channel_dropout:
+                pairs = [(jitter_intensity(p[0], self.rng, channel_dropout), p[1]) for p in pairs]
             images = np.stack([p[0] for p in pairs])
             labels = np.stack([p[1] for p in pairs])
             return images, targets_for(labels, features)
@@ -166,6 +197,9 @@ def train_model(
     steps_per_epoch: int | None = None,
     crop_size: int | None = None,
     normalize: bool = True,
+    scale_range: tuple[float, float] = (0.8, 1.25),
+    intensity_jitter: bool = False,
+    channel_dropout: float = 0.0,
 ):
     """Train (or fine-tune) a PanopticNet and keep the weights of the best validation loss.
 
@@ -199,6 +233,12 @@ def train_model(
         Side of the augmented training crops; None: min(256, H, W).
     normalize : bool
         Apply :func:`worker.model.transforms.preprocess` to X first.
+    scale_range : (float, float)
+        Zoom range of the augmentation (:func:`augment_pair`).
+    intensity_jitter : bool
+        Gamma and contrast jitter per channel (:func:`jitter_intensity`).
+    channel_dropout : float
+        Probability of zeroing the non-nuclear channels of a training crop.
 
     Returns
     -------
@@ -247,7 +287,8 @@ def train_model(
         steps_per_epoch = min(steps, max(10, math.ceil(X_train.shape[0] / batch_size)))
     epochs = max(1, round(steps / steps_per_epoch))
     train_batches = _augmented_batches(
-        X_train, y_train, batch_size, steps_per_epoch, crop_size, seed, features
+        X_train, y_train, batch_size, steps_per_epoch, crop_size, seed, features,
+        scale_range, intensity_jitter, channel_dropout,
     )
     val_targets = targets_for(y_val, features)
 

@@ -1,0 +1,100 @@
+"""Choose a model version's post-processing parameters on its validation images.
+
+The parameters found here are stored with the model version and used wherever it predicts
+(the round's predict job, evaluation, ``looplabel evaluate``, the simulation, the bench), so a
+figure measured on a model is the figure users get. Pure NumPy (no Keras): it works on the
+model's outputs, computed once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Sequence
+
+import numpy as np
+
+from backend.core.metrics import aggregate, object_metrics
+from worker.model.postprocess import postprocess_outputs
+
+#: Mesmer's whole-cell defaults: the starting point, kept unless something is better.
+DEFAULT_POSTPROCESS: dict = {"maxima_threshold": 0.075, "interior_threshold": 0.2,
+                             "maxima_smoothing": 0.0}
+
+#: Values tried per feature, defaults first.
+SEARCH_GRID: dict[str, tuple] = {
+    "maxima_threshold": (0.075, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3),
+    "interior_threshold": (0.2, 0.1, 0.3, 0.45),
+    "maxima_smoothing": (0.0, 1.0, 2.0),
+}
+
+
+def _pooled_f1(outputs: Sequence[dict], truths: Sequence[np.ndarray], feature: str,
+               options: dict) -> float:
+    results = []
+    for out, truth in zip(outputs, truths):
+        labels = postprocess_outputs(out, features=(feature,), parallel=False, **options)[0]
+        results.append(object_metrics(truth, labels))
+    return float(aggregate(results).f1)
+
+
+def calibrate_postprocess(
+    outputs: Sequence[dict],
+    truths: np.ndarray,
+    features: Sequence[str],
+    *,
+    time_budget_s: float = 120.0,
+) -> dict:
+    """Per feature, the post-processing options with the best pooled F1 on validation images.
+
+    Coordinate search over :data:`SEARCH_GRID`: first the maxima threshold with the maxima
+    smoothing, then the interior threshold; stops early (keeping the best so far) when the time
+    budget is spent. Ties keep the earlier (default) value.
+
+    Parameters
+    ----------
+    outputs : sequence of dict
+        The model's outputs per validation image (``predict_outputs``), at the model's scale.
+    truths : np.ndarray of int, shape (N, H, W, F)
+        True labels at the same scale, features in ``features`` order.
+    features : sequence of str
+        Feature names, e.g. ``("whole_cell", "nuclear")``.
+    time_budget_s : float
+        Wall-clock budget for the whole search.
+
+    Returns
+    -------
+    dict
+        ``{"feature_kwargs": {feature: options}, "validation_f1": {feature: (default, best)},
+        "seconds": float}``.
+    """
+    truths = np.asarray(truths)
+    if truths.ndim != 4 or truths.shape[0] != len(outputs) or truths.shape[-1] != len(features):
+        raise ValueError(f"truths must have shape (N={len(outputs)}, H, W, {len(features)}), "
+                         f"got {truths.shape}")
+    started = time.perf_counter()
+    chosen, scores = {}, {}
+    for f, feature in enumerate(features):
+        truth = [truths[i, ..., f] for i in range(truths.shape[0])]
+        best = dict(DEFAULT_POSTPROCESS)
+        default_f1 = best_f1 = _pooled_f1(outputs, truth, feature, best)
+        stages = [
+            [dict(best, maxima_threshold=t, maxima_smoothing=m)
+             for t, m in itertools.product(SEARCH_GRID["maxima_threshold"],
+                                           SEARCH_GRID["maxima_smoothing"])],
+            [{"interior_threshold": i} for i in SEARCH_GRID["interior_threshold"]],
+        ]
+        for stage in stages:
+            for change in stage:
+                if time.perf_counter() - started > time_budget_s:
+                    break
+                options = {**best, **change}
+                if options == best:
+                    continue
+                score = _pooled_f1(outputs, truth, feature, options)
+                if score > best_f1 + 1e-9:
+                    best, best_f1 = options, score
+        chosen[feature] = best
+        scores[feature] = [round(default_f1, 4), round(best_f1, 4)]
+    return {"feature_kwargs": chosen, "validation_f1": scores,
+            "seconds": round(time.perf_counter() - started, 1)}
