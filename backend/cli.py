@@ -364,7 +364,13 @@ def scheduler(once: bool, interval: float) -> None:
 @main.command()
 @click.option("--images", default=4, show_default=True, help="New synthetic images per round.")
 @click.option("--size", default=512, show_default=True, help="Image side in pixels.")
-@click.option("--channels", default=2, show_default=True, help="Channels (DAPI, membrane, lineage...).")
+@click.option("--channels", default=None,
+              help="Synthetic images: how many channels (default 2: DAPI, membrane, lineage...). "
+                   "With --data: the nuclear[,membrane] channel indices (default 0,1).")
+@click.option("--data", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="A lab's labelled NPZ (X (N,H,W,C), y (N,H,W,2)) instead of synthetic images: the first "
+                   "--test-images are held out, the rest go to the rounds.")
+@click.option("--test-images", default=2, show_default=True, help="Held-out images of the learning curve.")
 @click.option("--rounds", default=3, show_default=True)
 @click.option("--annotators-per-crop", default=2, show_default=True)
 @click.option("--profiles", default="careful*2,hasty,spammer", show_default=True,
@@ -376,15 +382,23 @@ def scheduler(once: bool, interval: float) -> None:
               help="rule: the project's auto-promotion; always: the admin promotes every new version.")
 @click.option("--out", "out_dir", default="simulation", show_default=True, type=click.Path(path_type=Path),
               help="Where report.json and the learning curves go.")
-def simulate(images, size, channels, rounds, annotators_per_crop, profiles, train_steps, backbone, seed,
-             promotion, out_dir):
+def simulate(images, size, channels, data, test_images, rounds, annotators_per_crop, profiles, train_steps,
+             backbone, seed, promotion, out_dir):
     """Run the whole loop unattended: simulated crowd and reviewer, training, promotion, report."""
     from worker.simulate import SimulationConfig, SimulationError, run_simulation
 
     rt = _runtime()
     rt.db.require_migrated()
+    n_channels, data_channels = 2, None
+    if data is not None:
+        data_channels = channels
+    elif channels is not None:
+        if not channels.isascii() or not channels.isdigit():
+            raise click.ClickException(f"--channels must be a number of channels without --data, got {channels!r}")
+        n_channels = int(channels)
     try:
-        config = SimulationConfig(images=images, size=size, channels=channels, rounds=rounds,
+        config = SimulationConfig(images=images, size=size, channels=n_channels, data=data,
+                                  data_channels=data_channels, test_images=test_images, rounds=rounds,
                                   annotators_per_crop=annotators_per_crop, profiles=profiles,
                                   train_steps=train_steps, backbone=backbone, seed=seed, promotion=promotion,
                                   out_dir=out_dir)
@@ -393,6 +407,15 @@ def simulate(images, size, channels, rounds, annotators_per_crop, profiles, trai
         raise click.ClickException(str(exc)) from None
     click.echo(f"report: {out_dir / 'report.json'}; held-out F1 by round: {report['f1_by_round']}, "
                f"corrections per crop by round: {report.get('corrections_per_crop_by_round')}")
+
+
+def _register_commands() -> None:
+    from backend.cli_evaluate import evaluate
+
+    main.add_command(evaluate)
+
+
+_register_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

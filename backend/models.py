@@ -82,6 +82,11 @@ class Project(Base):
     retrain_min_images: Mapped[int] = mapped_column(Integer, default=10)
     retrain_every_hours: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     auto_promote: Mapped[bool] = mapped_column(Boolean, default=True)
+    # µm per pixel of the project's images (None: unknown; each image may override it)
+    pixel_size_um: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    # what predicts before any version is promoted: {"predictor": "generalist"|"baseline",
+    # "f1": {...}, "images": n, "measured_on": "ground truth"|"approved"|"none"}
+    predictor_choice: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     images: Mapped[list["Image"]] = relationship(back_populates="project", order_by="Image.id")
@@ -105,6 +110,8 @@ class Image(Base):
     display_range: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [[lo, hi], ...] per channel
     raw_key: Mapped[str] = mapped_column(String(255))
     ground_truth_key: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    # µm per pixel (from OME-TIFF/TIFF metadata or set by an admin); None: the project's
+    pixel_size_um: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     labels_key: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)  # current labels
     status: Mapped[str] = mapped_column(String(16), default="uploaded")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -124,6 +131,8 @@ class Round(Base):
         ForeignKey("model_versions.id", ondelete="SET NULL"), nullable=True
     )
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    # what predicted the round: "model vN", "generalist" or "baseline" (set by the predict job)
+    predictor: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime, nullable=True)
 
@@ -268,6 +277,10 @@ class ModelVersion(Base):
     backbone: Mapped[str] = mapped_column(String(32), default="resnet50")
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # post-processing calibrated on the validation split: {"feature_kwargs": {feature: {...}}}
+    postprocess: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    # the scale it works at: {"nucleus_diameter": px, "mpp": µm/px or None}
+    scale: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="training")
     error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

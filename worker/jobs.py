@@ -27,21 +27,27 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
 
     Writes ``labels/<image>/r<round>.npz``, then enqueues ``crop_image``.
     """
-    from backend.models import Image, Round
-    from worker.predict import predict_labels_for
+    from backend.models import Image, Project, Round
+    from worker.predict import predict_image, predictor_for_round
 
     with ctx.db.session() as s:
         image, rnd = s.get(Image, image_id), s.get(Round, round_id)
         raw = ctx.store.get_array(image.raw_key)
         model_version_id, number, project_id = rnd.model_version_id, rnd.number, image.project_id
+        mpp = image.pixel_size_um or image.project.pixel_size_um
     ctx.progress(0.1, f"predicting {raw.shape[1]}×{raw.shape[2]} px")
     with ctx.db.session() as s:
-        labels, source = predict_labels_for(s, ctx.store, raw, model_version_id)
+        predictor = predictor_for_round(s, ctx.store, s.get(Project, project_id), model_version_id)
+    labels = predict_image(predictor, raw, mpp=mpp)
+    source = predictor.name
     key = labels_io.prediction_key(image_id, number)
     labels_io.put_labels(ctx.store, key, labels)
     with ctx.db.session() as s:
         image = s.get(Image, image_id)
         image.labels_key, image.status = key, "predicted"
+        rnd = s.get(Round, round_id)
+        if rnd.predictor != source:
+            rnd.predictor = source
         ctx.queue.enqueue(s, "worker.jobs.crop_image", project_id=project_id, image_id=image_id, round_id=round_id)
     ctx.progress(1.0, f"done: {int(labels[0].max())} cells by {source}")
     return {"key": key, "source": source}

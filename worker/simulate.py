@@ -40,7 +40,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from backend.core import crowd_simulation as crowd
-from backend.models import Assignment, Crop, Image, Job
+from backend.models import Assignment, Crop, Image, Job, Project, Round
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,14 @@ class SimulationConfig:
     test_images: int = 2
     promotion: str = "rule"  # "rule": the project's auto-promotion; "always": the admin promotes each version
     project_name: str | None = None
+    data: Path | None = None  # a lab's labelled NPZ instead of the synthetic generator
+    data_channels: str | None = None  # "nuclear,membrane" channel indices of ``data``
 
     def __post_init__(self):
         checks = [(1 <= self.images <= 500, "images must be between 1 and 500"),
                   (64 <= self.size <= 4096, "size must be between 64 and 4096 px"),
-                  (2 <= self.channels <= 16, "channels must be between 2 (DAPI, membrane) and 16"),
+                  (self.data is not None or 2 <= self.channels <= 16,
+                   "channels must be between 2 (DAPI, membrane) and 16"),
                   (1 <= self.rounds <= 50, "rounds must be between 1 and 50"),
                   (1 <= self.annotators_per_crop <= 20, "annotators per crop must be between 1 and 20"),
                   (1 <= self.train_steps <= 10**6, "training steps must be a positive number"),
@@ -85,6 +88,14 @@ class SimulationConfig:
         for ok, message in checks:
             if not ok:
                 raise SimulationError(message)
+        from worker.simulation_data import LabelledFileImages, SimulationDataError, SyntheticImages
+
+        try:
+            self.source = (LabelledFileImages(Path(self.data), self.data_channels, self.images, self.rounds,
+                                              self.test_images) if self.data is not None
+                           else SyntheticImages(self.size, self.channels, self.seed, self.images, self.test_images))
+        except SimulationDataError as exc:
+            raise SimulationError(str(exc)) from None
         try:
             annotators = crowd.parse_profiles(self.profiles)
         except ValueError as exc:
@@ -314,7 +325,7 @@ class Simulation:
             self.admin = HttpClient(url, (f"sim-admin-{tag}", passwords["admin"]))
             self.reviewer = HttpClient(url, (f"sim-reviewer-{tag}", passwords["reviewer"]))
             self.crowd = HttpClient(url)
-            names = ["DAPI", "membrane"] + [f"lineage_{k}" for k in range(1, config.channels - 1)]
+            names = config.source.channel_names
             project = self.admin.json("POST", "/api/projects", json_body={
                 "name": config.project_name or f"simulation-{config.seed}-{tag}", "channels": names,
                 "crop_size": config.crop_size, "annotators_per_crop": config.annotators_per_crop,
@@ -322,15 +333,15 @@ class Simulation:
                 "instructions": "Simulated crowd: correct every whole-cell and nuclear outline."})
             self.pid = project["id"]
             self.say(f"project {project['name']!r} (id {self.pid}): {len(self.annotators)} annotators "
-                     f"({config.profiles}), {config.annotators_per_crop} per crop, {config.images} new "
-                     f"{config.size}² images per round")
+                     f"({config.profiles}), {config.annotators_per_crop} per crop, {config.source.describe()}")
             for r in range(config.rounds):
                 rounds.append(self.round(r, held_out))
             dashboard = self.admin.json("GET", f"/api/projects/{self.pid}/dashboard")["rounds"]
             self.admin.call("GET", f"/projects/{self.pid}/dashboard")  # the console page renders them too
             models = self.admin.json("GET", f"/api/projects/{self.pid}/models")["models"]
         promoted = next((m["id"] for m in models if m["status"] == "promoted"), None)
-        report = build_report(config, project, rounds, self.records, held_out.f1(self.runtime, promoted), dashboard,
+        final = held_out.f1(self.runtime, promoted, self.round_zero_predictor())
+        report = build_report(config, project, rounds, self.records, final, dashboard,
                               time.perf_counter() - started)
         report["files"] = [str(p) for p in write_report(report, config.out_dir)]
         self.say(f"done in {report['minutes']} min: held-out F1 by round {_fmts(report['f1_by_round'])}, "
@@ -343,8 +354,9 @@ class Simulation:
         self.upload_images(r)
         rnd = {**self.admin.json("POST", f"/api/projects/{self.pid}/rounds"), "project_id": self.pid}
         drain_jobs(self.runtime, self.first_job)
-        f1 = held_out.f1(self.runtime, rnd["model_version_id"])
-        predictor = f"model id {rnd['model_version_id']}" if rnd["model_version_id"] else "the baseline"
+        with self.runtime.db.session() as s:
+            predictor = s.get(Round, rnd["id"]).predictor or "baseline"
+        f1 = held_out.f1(self.runtime, rnd["model_version_id"], predictor)
         self.say(f"round {r}: {config.images} images predicted by {predictor} "
                  f"(held-out F1 {_fmt(f1['f1'])}) and cropped")
         records = self.crowd_pass(r)
@@ -367,14 +379,15 @@ class Simulation:
         self.records += records
         return round_summary(r, rnd, f1, records, review, caught, training, self.runtime, time.perf_counter() - t0)
 
-    def upload_images(self, r: int) -> None:
-        """This round's synthetic images (TissueNet NPZ with ground truth), through the admin API."""
-        from backend.services.demo import synthetic_npz
+    def round_zero_predictor(self) -> str:
+        """What predicts while no version is promoted (the project's round-0 choice)."""
+        with self.runtime.db.session() as s:
+            choice = s.get(Project, self.pid).predictor_choice or {}
+        return choice.get("predictor", "baseline")
 
-        c = self.config
-        files = [(f"sim_r{r}_{k:03d}.npz",
-                  synthetic_npz(c.size, c.size, c.channels, seed=c.seed * 100_003 + r * 1000 + k))
-                 for k in range(c.images)]
+    def upload_images(self, r: int) -> None:
+        """This round's images (TissueNet NPZ with ground truth), through the admin API."""
+        files = self.config.source.round_files(r)
         body, content_type = multipart(files)
         self.admin.call("POST", f"/api/projects/{self.pid}/images", data=body, headers={"Content-Type": content_type})
 
@@ -565,35 +578,33 @@ def run_simulation(runtime, config: SimulationConfig, progress: Callable[[str], 
 
 # --- models ---------------------------------------------------------------------------------------
 class HeldOutTest:
-    """Synthetic test images no round ever sees: the learning curve's fixed yardstick."""
+    """Test images no round ever sees: the learning curve's fixed yardstick."""
 
     def __init__(self, config: SimulationConfig):
-        from backend.core.synthetic import synthetic_tissue
+        self.X, self.y = config.source.test_set()
+        self._cache: dict = {}
 
-        tissues = [synthetic_tissue(config.size, config.size, n_channels=config.channels,
-                                    seed=config.seed * 100_003 + 90_000 + k) for k in range(config.test_images)]
-        self.X = np.stack([np.moveaxis(t.image, 0, -1) for t in tissues]).astype(np.float32) if tissues else None
-        self.y = np.stack([np.moveaxis(t.labels, 0, -1) for t in tissues]) if tissues else None
-        self._cache: dict[int | None, dict] = {}
-
-    def f1(self, runtime, model_version_id: int | None) -> dict:
-        """``{"f1", "nuclear_f1"}`` of a model version on the test images (None: the classical baseline)."""
+    def f1(self, runtime, model_version_id: int | None, predictor_name: str = "baseline") -> dict:
+        """``{"f1", "nuclear_f1"}`` of what predicted a round on the test images, through the
+        product's predict path: a model version, else the generalist or the classical baseline."""
         if self.X is None:
             return {"f1": None, "nuclear_f1": None}
-        if model_version_id not in self._cache:
+        cache_key = model_version_id if model_version_id is not None else predictor_name
+        if cache_key not in self._cache:
             from backend.models import ModelVersion
-            from worker.training import baseline_predict, evaluate_predictions, model_predict
+            from worker.predict import BASELINE, generalist_predictor, predict_image, version_predictor
+            from worker.training import evaluate_predictions
 
-            predict = baseline_predict
             if model_version_id is not None:
-                from worker.predict import load_model
-
                 with runtime.db.session() as s:
-                    key = s.get(ModelVersion, model_version_id).key
-                predict = model_predict(load_model(runtime.store, key))
-            m = evaluate_predictions(predict, self.X, self.y)
-            self._cache[model_version_id] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"]}
-        return self._cache[model_version_id]
+                    predictor = version_predictor(s.get(ModelVersion, model_version_id), runtime.store)
+            elif predictor_name == "generalist":
+                predictor = generalist_predictor()
+            else:
+                predictor = BASELINE
+            m = evaluate_predictions(lambda img: predict_image(predictor, img), self.X, self.y)
+            self._cache[cache_key] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"], "predictor": predictor.name}
+        return self._cache[cache_key]
 
 
 # --- report ---------------------------------------------------------------------------------------

@@ -14,14 +14,18 @@ from typing import Callable
 import numpy as np
 
 from backend.core.metrics import aggregate, object_metrics
-from backend.models import DatasetVersion, ModelVersion
+from backend.models import DatasetVersion, ModelVersion, Project
 from backend.services import datasets, registry
 
 log = logging.getLogger(__name__)
 FEATURE_NAMES = ("whole_cell", "nuclear")
 # ResNet50 follows the paper (Adam 1e-4, whole 256² tiles); the small CPU backbone learns within a CPU
 # budget only with a larger step and 128² crops (measured by bench/model.py and bench/simulate.py).
+# Fine-tuning the generalist or a promoted version takes a smaller step than training from scratch.
 TRAIN_HYPERPARAMETERS = {"resnet50": {"lr": 1e-4}, "small": {"lr": 1e-3, "crop_size": 128}}
+FINE_TUNE_LR = {"resnet50": 5e-5, "small": 3e-4}
+AUGMENTATION = {"scale_range": (0.8, 1.25), "intensity_jitter": True}
+CALIBRATION_BUDGET_S = 120.0
 
 
 def evaluate_predictions(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray) -> dict:
@@ -49,8 +53,9 @@ def evaluate_predictions(predict: Callable[[np.ndarray], np.ndarray], X: np.ndar
             per_feature[name].append(object_metrics(y[i, ..., f], labels[f]))
     pooled = {name: aggregate(results) for name, results in per_feature.items() if results}
     out = {name: m.as_dict() for name, m in pooled.items()}
-    out["f1"] = float(pooled["whole_cell"].f1) if "whole_cell" in pooled else None
-    out["nuclear_f1"] = float(pooled["nuclear"].f1) if "nuclear" in pooled else None
+    for name, key in (("whole_cell", "f1"), ("nuclear", "nuclear_f1")):
+        has_truth = any(r.n_true for r in per_feature[name])
+        out[key] = float(pooled[name].f1) if name in pooled and has_truth else None
     out["n_images"] = int(X.shape[0])
     return out
 
@@ -69,18 +74,6 @@ def json_safe(value):
         return str(value)
 
 
-def baseline_predict(image: np.ndarray) -> np.ndarray:
-    from worker.model.baseline import segment_baseline
-
-    return segment_baseline(image).astype(np.int32)
-
-
-def model_predict(model) -> Callable[[np.ndarray], np.ndarray]:
-    from worker.model.infer import predict_labels
-
-    return lambda image: predict_labels(model, image).astype(np.int32)
-
-
 def save_model_bytes(model) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
@@ -88,25 +81,106 @@ def save_model_bytes(model) -> bytes:
         return path.read_bytes()
 
 
-def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: str, reason: str = "") -> dict:
-    """Fine-tune from the promoted version (or train from scratch), evaluate, store, maybe promote.
+def model_inputs(X: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) dataset images → (N, H, W, 2) (nuclear, membrane) model inputs."""
+    from worker.predict import model_input
 
-    On any failure the new version is marked ``failed`` with the error and the promoted version
-    keeps serving.
+    return np.stack([np.moveaxis(model_input(np.moveaxis(x, -1, 0), 2), 0, -1) for x in X]) \
+        if X.shape[0] else np.zeros(X.shape[:3] + (2,), np.float32)
+
+
+def to_scale(X: np.ndarray, y: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a split's images (linear) and labels (nearest) by ``factor``."""
+    from worker.model.scale import resample_image, resample_labels
+
+    if factor == 1.0 or X.shape[0] == 0:
+        return X, y
+    Xs = np.stack([np.moveaxis(resample_image(np.moveaxis(x, -1, 0), factor), 0, -1) for x in X])
+    ys = np.moveaxis(resample_labels(np.moveaxis(y, -1, 1), Xs.shape[1:3]), 1, -1)
+    return Xs.astype(np.float32), np.ascontiguousarray(ys, dtype=np.int32)
+
+
+def dataset_scale_factor(y: np.ndarray, scale: dict, mpp: float | None) -> float:
+    """Zoom that brings a dataset to ``scale``: from pixel sizes, else its true nuclei."""
+    from worker.model.scale import median_diameter, scale_factor
+
+    diameter = median_diameter(y[..., 1]) if y.shape[0] else None
+    if diameter is None and y.shape[0]:  # no nuclei labelled: size the whole cells
+        cells = median_diameter(y[..., 0])
+        diameter = 0.55 * cells if cells else None  # a typical nucleus-to-cell ratio
+    return scale_factor(scale, image_mpp=mpp, nucleus_diameter=diameter)
+
+
+def headline(metrics: dict, features: list[str]) -> float | None:
+    """The figure a version is judged by: whole-cell F1, or nuclear F1 in a nuclear-only project."""
+    if "whole_cell" in features and metrics.get("f1") is not None:
+        return metrics["f1"]
+    return metrics.get("nuclear_f1")
+
+
+def reference_candidates(session, store, project_id: int) -> list:
+    """The predictors the next round would otherwise use: the promoted version, else the
+    generalist and the baseline (round 0 picks the better of the two)."""
+    from worker.predict import BASELINE, generalist_predictor, version_predictor
+
+    parent = registry.promoted(session, project_id)
+    if parent is not None and parent.key:
+        return [version_predictor(parent, store)]
+    out = [BASELINE]
+    try:
+        out.insert(0, generalist_predictor())
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def starting_point(session, store, project_id: int, backbone: str):
+    """(initial model copy or None, its scale, where it comes from) for a fine-tune."""
+    from worker.predict import generalist_predictor, version_predictor
+
+    parent = registry.promoted(session, project_id)
+    if parent is not None and parent.key and parent.backbone == backbone:
+        p = version_predictor(parent, store, fresh=True)
+        return p.model, dict(p.scale), f"model v{parent.version}"
+    if backbone == "small":
+        try:
+            p = generalist_predictor(fresh=True)
+            return p.model, dict(p.scale), "generalist"
+        except FileNotFoundError:
+            pass
+    return None, {}, "scratch"
+
+
+def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: str, reason: str = "") -> dict:
+    """Fine-tune from the current predictor, calibrate, evaluate against what it would replace.
+
+    Starts from the promoted version, else the shipped generalist (else random weights), on all
+    approved images so far (the dataset version), brought to the starting model's scale. The
+    post-processing is calibrated on the validation split and stored with the version; the
+    candidate and the predictor the next round would otherwise use are both measured through
+    :func:`worker.predict.predict_image` on the same test split, and the promotion rule compares
+    them. On any failure the new version is marked ``failed`` and the promoted one keeps serving.
     """
+    from worker.model.calibrate import calibrate_postprocess
+    from worker.model.infer import predict_outputs
     from worker.model.train import train_model
-    from worker.predict import load_model, load_model_copy
+    from worker.predict import Predictor, predict_image
 
     db, store = ctx.db, ctx.store
     with db.session() as s:
+        project = s.get(Project, project_id)
+        features = list(project.features or ["whole_cell", "nuclear"])
+        mpp = project.pixel_size_um
         ds = s.get(DatasetVersion, dataset_id)
-        parent = registry.promoted(s, project_id)
+        initial, scale, source = starting_point(s, store, project_id, backbone)
+        references = reference_candidates(s, store, project_id)
+        lr = FINE_TUNE_LR[backbone] if initial is not None else TRAIN_HYPERPARAMETERS[backbone]["lr"]
+        hyper = {**TRAIN_HYPERPARAMETERS[backbone], "lr": lr}
         mv = registry.new_model_version(
             s, project_id, dataset_id, backbone,
-            {"steps": steps, "batch_size": 8, **TRAIN_HYPERPARAMETERS[backbone], "reason": reason,
-             "fine_tuned_from": parent.version if parent else None},
+            {"steps": steps, "batch_size": 8, **hyper, "reason": reason, "fine_tuned_from": source},
         )
-        mv_id, parent_key, parent_backbone = mv.id, (parent.key if parent else None), (parent.backbone if parent else None)
+        mv_id = mv.id
         X_train, y_train = datasets.load_split(store, ds, "train")
         X_val, y_val = datasets.load_split(store, ds, "val")
         X_test, y_test = datasets.load_split(store, ds, "test")
@@ -116,32 +190,51 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         if X_val.shape[0] == 0:  # tiny projects: validate on the training tiles rather than not at all
             X_val, y_val = X_train, y_train
         X_eval, y_eval = (X_test, y_test) if X_test.shape[0] else (X_val, y_val)
-        initial = None
-        if parent_key and parent_backbone == backbone:
-            # the reference is measured BEFORE training, and training gets its own copy of the weights
-            reference = evaluate_predictions(model_predict(load_model(store, parent_key)), X_eval, y_eval)
-            metrics_reference = {"source": "promoted", "f1": reference["f1"], "nuclear_f1": reference["nuclear_f1"]}
-            initial = load_model_copy(store, parent_key)
+        ctx.progress(0.03, "measuring the current predictor on the test split")
+        ref_metrics = {}
+        for p in references:
+            m = evaluate_predictions(lambda img, p=p: predict_image(p, img, mpp=mpp), X_eval, y_eval)
+            ref_metrics[p.name] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"],
+                                   "headline": headline(m, features)}
+        best_ref = max(ref_metrics, key=lambda n: ref_metrics[n]["headline"] or -1.0)
+        metrics_reference = {"source": best_ref, **ref_metrics[best_ref], "candidates": ref_metrics}
+
+        if not scale:  # from scratch: the model works at the dataset's own scale
+            from worker.model.scale import median_diameter
+
+            scale = {"nucleus_diameter": median_diameter(y_train[..., 1]) or None, "mpp": mpp}
+            factor = 1.0
         else:
-            reference = evaluate_predictions(baseline_predict, X_eval, y_eval)
-            metrics_reference = {"source": "baseline", "f1": reference["f1"], "nuclear_f1": reference["nuclear_f1"]}
+            factor = dataset_scale_factor(y_train, scale, mpp)
+            scale = {**scale, "mpp": (mpp / factor) if mpp else scale.get("mpp")}
+        Xt, yt = to_scale(model_inputs(X_train), y_train, factor)
+        Xv, yv = to_scale(model_inputs(X_val), y_val, factor)
         start = time.perf_counter()
-        n_channels = int(X_train.shape[-1])
 
-        def on_epoch(epoch: int, n_epochs: int, logs: dict) -> None:
+        def on_epoch(epoch: int, n_epochs: int, logs: dict) -> None:  # epoch is 1-based
             loss, val = logs.get("loss"), logs.get("val_loss")
-            ctx.progress(0.05 + 0.75 * (epoch + 1) / max(n_epochs, 1),
-                         f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f}, val_loss {val:.4f}" if loss is not None and val is not None
-                         else f"epoch {epoch + 1}/{n_epochs}")
+            ctx.progress(0.05 + 0.7 * epoch / max(n_epochs, 1),
+                         f"epoch {epoch}/{n_epochs}: loss {loss:.4f}, val_loss {val:.4f}"
+                         if loss is not None and val is not None else f"epoch {epoch}/{n_epochs}")
 
-        model, history = train_model(initial, X_train, y_train, X_val, y_val, n_channels=n_channels,
-                                     backbone=backbone, steps=steps, on_epoch=on_epoch, **TRAIN_HYPERPARAMETERS[backbone])
+        model, history = train_model(initial, Xt, yt, Xv, yv, n_channels=2, backbone=backbone,
+                                     steps=steps, on_epoch=on_epoch, **hyper, **AUGMENTATION)
         train_s = time.perf_counter() - start
-        ctx.progress(0.85, "evaluating on the test split")
-        metrics = evaluate_predictions(model_predict(model), X_eval, y_eval)
+        ctx.progress(0.78, "calibrating the post-processing on the validation split")
+        outputs = [predict_outputs(model, np.moveaxis(x, -1, 0)) for x in Xv]
+        calibration = calibrate_postprocess(outputs, yv, ("whole_cell", "nuclear"),
+                                            time_budget_s=CALIBRATION_BUDGET_S)
+        postprocess = {"feature_kwargs": calibration["feature_kwargs"]}
+        ctx.progress(0.88, "evaluating on the test split")
+        candidate = Predictor(f"model v{mv_id}", model, postprocess, scale)
+        metrics = evaluate_predictions(lambda img: predict_image(candidate, img, mpp=mpp), X_eval, y_eval)
+        metrics["headline"] = headline(metrics, features)
         metrics["reference"] = metrics_reference
         metrics["evaluated_on"] = "test" if X_test.shape[0] else "val"
+        metrics["calibration"] = {"validation_f1": calibration["validation_f1"],
+                                  "seconds": calibration["seconds"]}
         metrics["train_seconds"] = round(train_s, 1)
+        metrics["train_scale_factor"] = round(float(factor), 3)
         metrics["history"] = json_safe(history or {})
         key = f"models/{mv_id}/model.keras"
         store.put_bytes(key, save_model_bytes(model))
@@ -152,22 +245,25 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         raise
     with db.session() as s:
         mv = s.get(ModelVersion, mv_id)
-        mv.key, mv.metrics, mv.status = key, metrics, "ready"
+        mv.key, mv.metrics, mv.status = key, json_safe(metrics), "ready"
+        mv.postprocess, mv.scale = json_safe(postprocess), json_safe(scale)
         promoted_now = registry.apply_promotion_rule(s, mv)
-    return {"model_version_id": mv_id, "f1": metrics["f1"], "reference_f1": metrics["reference"]["f1"],
+    return {"model_version_id": mv_id, "f1": metrics["f1"], "headline": metrics["headline"],
+            "reference_f1": metrics_reference["headline"], "reference": best_ref,
             "promoted": promoted_now}
 
 
 def evaluate_version(ctx, model_version_id: int, dataset_id: int | None = None) -> dict:
     """Re-evaluate a stored version on a dataset's test split (default: its own dataset)."""
-    from worker.predict import load_model
+    from worker.predict import predict_image, version_predictor
 
     with ctx.db.session() as s:
         mv = s.get(ModelVersion, model_version_id)
         ds = s.get(DatasetVersion, dataset_id or mv.dataset_id)
-        key = mv.key
+        mpp = s.get(Project, mv.project_id).pixel_size_um
+        predictor = version_predictor(mv, ctx.store)
         X, y = datasets.load_split(ctx.store, ds, "test")
-    metrics = evaluate_predictions(model_predict(load_model(ctx.store, key)), X, y)
+    metrics = evaluate_predictions(lambda img: predict_image(predictor, img, mpp=mpp), X, y)
     with ctx.db.session() as s:
         mv = s.get(ModelVersion, model_version_id)
         mv.metrics = {**(mv.metrics or {}), "evaluations": {**(mv.metrics or {}).get("evaluations", {}),

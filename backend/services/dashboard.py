@@ -123,9 +123,12 @@ def _model_f1_by_round(session: Session, project_id: int, rounds: list[Round]) -
     versions = list(session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id)))
     by_id = {v.id: v for v in versions}
     trained = sorted((v for v in versions if (v.metrics or {}).get("reference")), key=lambda v: v.version)
-    baseline = None
-    if trained and trained[0].metrics["reference"].get("source") == "baseline":
-        baseline = trained[0].metrics["reference"].get("f1")
+    # the first trained version measured the round-0 predictors on its test split
+    first_reference = {}
+    if trained:
+        reference = trained[0].metrics["reference"]
+        first_reference = {name: m.get("f1") for name, m in (reference.get("candidates") or {}).items()}
+        first_reference.setdefault(reference.get("source"), reference.get("f1"))
     out = {}
     for rnd in rounds:
         mv = by_id.get(rnd.model_version_id) if rnd.model_version_id else None
@@ -133,7 +136,9 @@ def _model_f1_by_round(session: Session, project_id: int, rounds: list[Round]) -
             f1 = (mv.metrics or {}).get("f1")
             out[rnd.id] = (float(f1) if f1 is not None else None, f"model v{mv.version}")
         elif rnd.model_version_id is None:
-            out[rnd.id] = (float(baseline) if baseline is not None else None, "baseline")
+            name = rnd.predictor or "baseline"
+            f1 = first_reference.get(name)
+            out[rnd.id] = (float(f1) if f1 is not None else None, name)
         else:
             out[rnd.id] = (None, "")
     return out
@@ -287,6 +292,7 @@ def round_progress(session: Session, project_id: int) -> list[dict]:
         out.append({
             "id": rnd.id, "number": rnd.number, "status": rnd.status,
             "model_version": versions.get(rnd.model_version_id) if rnd.model_version_id else None,
+            "predictor": rnd.predictor,
             "created_at": rnd.created_at.isoformat() + "Z",
             "closed_at": rnd.closed_at.isoformat() + "Z" if rnd.closed_at else None,
             "images": int(images or 0), "crops": int(total or 0), "crops_fused": int(fused or 0),

@@ -16,7 +16,7 @@ def model_dict(mv: ModelVersion) -> dict:
     return {
         "id": mv.id, "project_id": mv.project_id, "version": mv.version, "parent_id": mv.parent_id,
         "dataset_id": mv.dataset_id, "backbone": mv.backbone, "status": mv.status, "metrics": mv.metrics,
-        "config": mv.config, "error": mv.error, "created_at": mv.created_at.isoformat() + "Z",
+        "config": mv.config, "postprocess": mv.postprocess, "scale": mv.scale, "error": mv.error, "created_at": mv.created_at.isoformat() + "Z",
         "promoted_at": mv.promoted_at.isoformat() + "Z" if mv.promoted_at else None,
     }
 
@@ -101,23 +101,26 @@ def roll_back(session: Session, project_id: int) -> ModelVersion | None:
 
 
 def headline_f1(metrics: dict) -> float | None:
-    value = (metrics or {}).get("f1")
+    """The figure versions are compared by (whole-cell F1; nuclear F1 in nuclear-only projects)."""
+    metrics = metrics or {}
+    value = metrics.get("headline", metrics.get("f1"))
     return float(value) if value is not None else None
 
 
 def apply_promotion_rule(session: Session, mv: ModelVersion) -> bool:
-    """Auto-promote when the project allows it and the new version beats its reference.
+    """Auto-promote when the project allows it and the new version beats what it would replace.
 
-    The training job evaluates the candidate and the reference — the promoted version, or the
-    classical baseline when none is — on the same test split, so the comparison is fair even
-    though each dataset version has its own test images.
+    The training job measures the candidate and the predictor the next round would otherwise
+    use — the promoted version, else the better of the generalist and the classical baseline —
+    through the same predict path on the same held-out approved images. A candidate without a
+    measured reference, or one that does not score strictly higher, is never promoted.
     """
     project = session.get(Project, mv.project_id)
     if not project.auto_promote or mv.status != "ready":
         return False
     new_f1 = headline_f1(mv.metrics)
     reference_f1 = headline_f1((mv.metrics or {}).get("reference") or {})
-    if new_f1 is None or (reference_f1 is not None and new_f1 <= reference_f1):
+    if new_f1 is None or reference_f1 is None or new_f1 <= reference_f1:
         return False
     promote(session, mv.id)
     return True

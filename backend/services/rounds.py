@@ -31,7 +31,9 @@ def promoted_model(session: Session, project_id: int) -> ModelVersion | None:
 def start_round(session: Session, queue: JobQueue, project: Project) -> Round:
     """Open the next round: every image not yet approved is predicted, then cropped.
 
-    Predictions use the promoted model version (or the classical baseline when none is).
+    Predictions use the promoted model version; before any is promoted, the generalist or the
+    classical baseline, whichever scores better on the project's labelled images (measured
+    afresh by the round's first predict job, as labelled images may have arrived).
     Raises ConflictError while a previous round is still open, UserError with no images.
     """
     last = current_round(session, project.id)
@@ -45,6 +47,8 @@ def start_round(session: Session, queue: JobQueue, project: Project) -> Round:
     if not images:
         raise UserError(f"project {project.name!r} has no images waiting for a round; upload some first")
     model = promoted_model(session, project.id)
+    if model is None:
+        project.predictor_choice = None
     rnd = Round(
         project_id=project.id,
         number=(last.number + 1) if last else 0,

@@ -35,12 +35,20 @@ def _jobs(rt, kind):
 
 
 def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(rt, monkeypatch):
+    from backend.queue import JobContext
+
+    messages = []
+    original = JobContext.progress
+    monkeypatch.setattr(JobContext, "progress",
+                        lambda self, fraction, message="": (messages.append(message), original(self, fraction, message)))
     project_id = _approved_project(rt)
     with rt.db.session() as s:
         from backend.models import Project
 
         registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
     rt.queue.join()
+    epochs = [m.split(":")[0] for m in messages if m.startswith("epoch ")]
+    assert epochs and epochs[0] == f"epoch 1/{len(epochs)}" and epochs[-1] == f"epoch {len(epochs)}/{len(epochs)}"
     build, train = _jobs(rt, "build_dataset")[-1], _jobs(rt, "train_model")[-1]
     assert (build.status, build.progress) == ("finished", 1.0), build.error
     assert (train.status, train.progress) == ("finished", 1.0), train.error
@@ -50,7 +58,14 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         assert sum(ds.n_tiles.values()) == 3 and ds.n_tiles["train"] >= 1
         v1 = s.scalar(select(ModelVersion))
         assert v1.status == "ready" and v1.key and v1.metrics["f1"] is not None
-        assert v1.metrics["reference"]["source"] == "baseline"
+        # measured against what the next round would otherwise use: the better of the two
+        candidates = v1.metrics["reference"]["candidates"]
+        assert set(candidates) == {"generalist", "baseline"}
+        assert v1.metrics["reference"]["source"] == max(candidates, key=lambda n: candidates[n]["headline"])
+        # fine-tuned from the shipped generalist, with calibrated post-processing and its scale
+        assert v1.config["fine_tuned_from"] == "generalist"
+        assert set(v1.postprocess["feature_kwargs"]) == {"whole_cell", "nuclear"}
+        assert v1.scale["nucleus_diameter"] > 0
         registry.promote(s, v1.id)
         rt.queue.enqueue(s, "worker.jobs.evaluate_model", project_id=project_id, model_version_id=v1.id)
     rt.queue.join()
@@ -88,3 +103,36 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         assert versions[2].status == "failed" and "out of GPU memory" in versions[2].error
         assert versions[1].status == "promoted"
         assert registry.promoted(s, project_id).id == v1.id
+
+
+def test_a_worse_candidate_is_never_promoted(rt, monkeypatch):
+    """A candidate with random weights loses to the generalist / baseline and stays unpromoted,
+    even with auto-promotion on; a better one (its reference made worse) is promoted."""
+    import keras
+
+    import worker.model.train as train_module
+    from backend.models import Project
+    from worker.model.panoptic import build_panoptic
+
+    def random_weights(model, *args, **kwargs):
+        keras.utils.set_random_seed(1)
+        return build_panoptic(2, "small"), {"steps": 0}
+
+    monkeypatch.setattr(train_module, "train_model", random_weights)
+    project_id = _approved_project(rt)
+    with rt.db.session() as s:
+        s.get(Project, project_id).auto_promote = True
+        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
+    rt.queue.join()
+    train = _jobs(rt, "train_model")[-1]
+    assert train.status == "finished", train.error
+    with rt.db.session() as s:
+        mv = s.scalar(select(ModelVersion))
+        assert mv.status == "ready" and registry.promoted(s, project_id) is None
+        assert mv.metrics["headline"] < mv.metrics["reference"]["headline"]
+        assert train.result["promoted"] is False
+        # the rule itself: equal is not better, a missing reference is not better
+        for reference, promoted in ((mv.metrics["headline"], False), (None, False),
+                                    (mv.metrics["headline"] - 0.01, True)):
+            mv.metrics = {**mv.metrics, "reference": {**mv.metrics["reference"], "headline": reference}}
+            assert registry.apply_promotion_rule(s, mv) is promoted
