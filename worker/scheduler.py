@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from backend.errors import UserError
 from backend.models import Project
-from backend.services import registry, tasks
+from backend.services import registry, review, tasks
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ def run_once(runtime) -> list[dict]:
     swept = runtime.store.sweep_partial_writes()
     if swept:
         log.info("removed %d temporary files of interrupted storage writes", swept)
+    with runtime.db.session() as s:
+        orphans = review.sweep_orphan_review_blobs(s, runtime.store)
+    if orphans:
+        log.info("removed %d review files that no revision names (saves that lost or crashed)", orphans)
     for project_id in project_ids:
         with runtime.db.session() as s:
             project = s.get(Project, project_id)

@@ -91,11 +91,12 @@ class SimulationConfig:
         from worker.simulation_data import LabelledFileImages, SimulationDataError, SyntheticImages
 
         try:
-            self.source = (LabelledFileImages(Path(self.data), self.data_channels, self.images, self.rounds,
+            source = (LabelledFileImages(Path(self.data), self.data_channels, self.images, self.rounds,
                                               self.test_images) if self.data is not None
-                           else SyntheticImages(self.size, self.channels, self.seed, self.images, self.test_images))
+                      else SyntheticImages(self.size, self.channels, self.seed, self.images, self.test_images))
         except SimulationDataError as exc:
             raise SimulationError(str(exc)) from None
+        object.__setattr__(self, "source", source)  # frozen: set once, not a field
         try:
             annotators = crowd.parse_profiles(self.profiles)
         except ValueError as exc:
@@ -649,7 +650,8 @@ def round_summary(r: int, rnd: dict, f1: dict, records: list[TaskRecord], review
         rec.agreement = (row.agreement or {}).get("score") if row is not None else None
     honest = [x for x in records if not crowd.PROFILES[x.profile].is_spammer and x.from_prediction]
     return {
-        "round": r, "predictor": f"model id {rnd['model_version_id']}" if rnd["model_version_id"] else "baseline",
+        "round": r, "predictor": f1.get("predictor") or (f"model id {rnd['model_version_id']}"
+                                                          if rnd["model_version_id"] else "baseline"),
         "model_version_id": rnd["model_version_id"], "f1_heldout": f1["f1"], "nuclear_f1_heldout": f1["nuclear_f1"],
         "submissions": len(records), "gold_submissions": sum(x.gold for x in records),
         "corrections_per_crop": {"changed_cells": _mean([x.changed_cells for x in honest]),
@@ -678,7 +680,8 @@ def build_report(config: SimulationConfig, project: dict, rounds: list[dict], re
         "project_id": project["id"], "project_name": project["name"],
         "dashboard_page": f"/projects/{project['id']}/dashboard",
         "f1_by_round": [r["f1_heldout"] for r in rounds],
-        "f1_baseline": rounds[0]["f1_heldout"] if rounds and rounds[0]["predictor"] == "baseline" else None,
+        "f1_round_zero": rounds[0]["f1_heldout"] if rounds else None,
+        "round_zero_predictor": rounds[0]["predictor"] if rounds else None,
         "f1_after_last_training": final_f1["f1"],
         "corrections_per_crop_by_round": [r["corrections_per_crop"]["changed_cells"] for r in rounds],
         "changed_pixels_per_crop_by_round": [r["corrections_per_crop"]["changed_pixels"] for r in rounds],
