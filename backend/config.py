@@ -54,7 +54,7 @@ class Settings:
     web_threads: int = 4
     log_level: str = "INFO"
     queue_prefix: str = ""
-    train_backbone: str = "resnet50"
+    train_backbone: str = "small"
     train_steps: int = 2000
     secure_cookies: bool = False
 
@@ -89,7 +89,7 @@ class Settings:
             web_threads=_int_env(env, "WEB_THREADS", 4),
             log_level=(env.get("LOG_LEVEL") or "INFO").upper(),
             queue_prefix=env.get("QUEUE_PREFIX") or "",
-            train_backbone=env.get("TRAIN_BACKBONE") or "resnet50",
+            train_backbone=env.get("TRAIN_BACKBONE") or "small",
             train_steps=_int_env(env, "TRAIN_STEPS", 2000),
             secure_cookies=(env.get("SECURE_COOKIES") or "").lower() in ("1", "true", "yes"),
         )
