@@ -96,6 +96,17 @@ def render_page(template: str, project: Project | None = None, tab: str = "", **
 
 
 # --- project settings (pages) ---------------------------------------------------------------------------
+def posted_pixel_size() -> dict:
+    """The form's ``pixel_size_um`` text as a setting (blank: unknown); ``{}`` when not posted."""
+    text = request.form.get("pixel_size_um")
+    return {} if text is None else {"pixel_size_um": text.strip() or None}
+
+
+def pixel_size_text(value) -> str:
+    """A pixel size for a form field: ``""`` when unknown, else the number without a trailing .0."""
+    return "" if value is None else f"{value:g}"
+
+
 @bp.route("/projects/new", methods=["GET", "POST"])
 @require_role("admin")
 def new_project():
@@ -103,18 +114,21 @@ def new_project():
     form = ProjectForm.defaults()
     if request.method == "POST":
         form = ProjectForm.from_request(request.form)
+        pixel_size = posted_pixel_size()
         try:
             with runtime().db.session() as s:
                 name, settings = form.settings()
+                settings.update(pixel_size)
                 channels = settings.pop("channels", [])
                 project = project_service.create_project(s, name, channels, **settings)
                 project_id = project.id
         except UserError as exc:
             form.errors[exc.field or "form"] = exc.message
-            return render_page("admin/project_form.html", tab="new", form=form, creating=True), exc.status
+            return (render_page("admin/project_form.html", tab="new", form=form, creating=True,
+                                pixel_size=pixel_size.get("pixel_size_um") or ""), exc.status)
         flash(f"Project {name!r} created. Upload its images next.", "ok")
         return redirect(url_for("admin.images_page", project_id=project_id), code=303)
-    return render_page("admin/project_form.html", tab="new", form=form, creating=True)
+    return render_page("admin/project_form.html", tab="new", form=form, creating=True, pixel_size="")
 
 
 @bp.route("/projects/<int:project_id>/settings", methods=["GET", "POST"])
@@ -124,21 +138,25 @@ def project_settings(project_id: int):
     with runtime().db.session() as s:
         project = project_service.get_project(s, project_id)
         form = ProjectForm.from_project(project_service.project_dict(s, project))
+        pixel_size = pixel_size_text(project.pixel_size_um)
     if request.method == "POST":
         form = ProjectForm.from_request(request.form, name=form.name)
+        posted = posted_pixel_size()
         try:
             with runtime().db.session() as s:
                 _name, settings = form.settings()
+                settings.update(posted)
                 project = project_service.update_project(s, project_id, settings)
         except UserError as exc:
             form.errors[exc.field or "form"] = exc.message
-            return (render_page("admin/project_form.html", project, tab="settings", form=form, creating=False),
-                    exc.status)
+            pixel_size = (posted.get("pixel_size_um") or "") if posted else pixel_size
+            return (render_page("admin/project_form.html", project, tab="settings", form=form, creating=False,
+                                pixel_size=pixel_size), exc.status)
         flash("Settings saved.", "ok")
         return redirect(url_for("admin.project_settings", project_id=project_id), code=303)
     preview = Markup(project_service.instructions_html(form.instructions))
     return render_page("admin/project_form.html", project, tab="settings", form=form, creating=False,
-                       instructions_preview=preview)
+                       instructions_preview=preview, pixel_size=pixel_size)
 
 
 # --- images ------------------------------------------------------------------------------------------------
@@ -186,6 +204,27 @@ def upload_images_form(project_id: int):
     else:
         flash(f"Imported {len(names)} image(s): {', '.join(names)}.", "ok")
     return redirect(url_for("admin.images_page", project_id=project_id), code=303)
+
+
+@bp.patch("/api/projects/<int:project_id>/images/<int:image_id>")
+@bp.post("/projects/<int:project_id>/images/<int:image_id>/pixel-size")
+@require_role("admin")
+def set_image_pixel_size(project_id: int, image_id: int):
+    """Set an image's pixel size (``{"pixel_size_um": 0.5}``, µm per pixel) or clear it (null or
+    empty: the project's applies). 404 for an image not in the project, 400 naming the field."""
+
+    def action():
+        body = body_params()
+        if "pixel_size_um" not in body:
+            raise UserError("send pixel_size_um: µm per pixel, or null if unknown", field="pixel_size_um")
+        with runtime().db.session() as s:
+            out = image_service.image_dict(
+                image_service.set_pixel_size(s, project_id, image_id, body["pixel_size_um"]))
+        shown = (f"{out['pixel_size_um']:g} µm per pixel" if out["pixel_size_um"] is not None
+                 else "cleared (the project's applies)")
+        return out, 200, f"Pixel size of {out['name']}: {shown}."
+
+    return act(url_for("admin.images_page", project_id=project_id), action)
 
 
 @bp.get("/api/projects/<int:project_id>/images/progress")

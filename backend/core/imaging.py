@@ -21,6 +21,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from backend.core.pixel_size import tiff_pixel_size
+
 __all__ = [
     "DecodedImage",
     "ImageImportError",
@@ -69,12 +71,17 @@ class DecodedImage:
         Names from OME-TIFF metadata when present, else ``"channel_0"``, ... (length C).
     labels : np.ndarray or None
         ``(2, H, W)`` int32 (whole_cell, nuclear) from an NPZ ``y`` array, else None.
+    pixel_size_um : float or None
+        µm per pixel declared by a TIFF's metadata (OME-XML, ImageJ, resolution tags; see
+        :mod:`backend.core.pixel_size`), in ``[0.01, 100]``; None when unknown (NPZ, NPY, PNG,
+        JPEG, or a TIFF without a trustworthy size).
     """
 
     name: str
     pixels: np.ndarray
     channel_names: list[str]
     labels: np.ndarray | None = None
+    pixel_size_um: float | None = None
 
 
 @dataclass(frozen=True)
@@ -333,7 +340,7 @@ def _check_size(name: str, height: int, width: int, channels: int, limits: _Limi
 
 
 def _finish(name: str, pixels: np.ndarray, channel_names: list[str] | None,
-            labels: np.ndarray | None = None) -> DecodedImage:
+            labels: np.ndarray | None = None, pixel_size_um: float | None = None) -> DecodedImage:
     """Final checks shared by all readers; pixels are (C,H,W)."""
     _check_dtype(pixels.dtype, name)
     if not pixels.dtype.isnative:
@@ -346,7 +353,8 @@ def _finish(name: str, pixels: np.ndarray, channel_names: list[str] | None,
     n = pixels.shape[0]
     if channel_names is None or len(channel_names) != n:
         channel_names = [f"channel_{c}" for c in range(n)]
-    return DecodedImage(name, np.ascontiguousarray(pixels), list(channel_names), labels)
+    return DecodedImage(name, np.ascontiguousarray(pixels), list(channel_names), labels,
+                        pixel_size_um)
 
 
 # ---------------------------------------------------------------------------------- TIFF
@@ -391,11 +399,24 @@ def _decode_tiff(data: bytes, name: str, limits: _Limits) -> DecodedImage:
             with _library_errors(name, "a TIFF"):
                 pixels = np.stack([s.asarray() for s in series]).reshape(shape)
             channel_names = _ome_channel_names(tif.ome_metadata) if tif.is_ome else None
+            pixel_size_um = _declared_pixel_size(tif)
     order = extra + [axes.index("Y"), axes.index("X")]
     kept = sorted(order)
     pixels = pixels.reshape([shape[i] for i in kept])
     pixels = pixels.transpose([kept.index(i) for i in order]).reshape(-1, height, width)
-    return _finish(name, pixels, channel_names)
+    return _finish(name, pixels, channel_names, pixel_size_um=pixel_size_um)
+
+
+def _declared_pixel_size(tif: tifffile.TiffFile) -> float | None:
+    """µm per pixel from the file's metadata; None when unknown. Metadata never fails an import."""
+    try:
+        page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+        tags = {tag.name: tag.value for tag in page.tags.values()
+                if tag.name in ("XResolution", "YResolution", "ResolutionUnit")}
+        return tiff_pixel_size(tags, tif.ome_metadata if tif.is_ome else None,
+                               tif.imagej_metadata if tif.is_imagej else None)
+    except Exception:  # noqa: BLE001 - unreadable metadata means an unknown pixel size
+        return None
 
 
 def _tiff_extent(tif: tifffile.TiffFile) -> int:

@@ -20,6 +20,7 @@ from backend.core.imaging import (
 )
 from backend.errors import ConflictError, NotFoundError, UserError
 from backend.models import Image, Project
+from backend.services.projects import pixel_size_value
 from backend.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def map_channels(decoded: DecodedImage, project: Project, channel_map: list | No
         pixels=np.ascontiguousarray(decoded.pixels[picks]),
         channel_names=[decoded.channel_names[i] for i in picks],
         labels=decoded.labels,
+        pixel_size_um=decoded.pixel_size_um,
     )
 
 
@@ -128,7 +130,8 @@ def import_images(
     propagates, so the caller's session rolls back and storage is as before.
 
     Storage layout: ``images/<id>/raw.npy`` (C,H,W) original dtype; ``images/<id>/ground_truth.npz``
-    with ``labels`` (2,H,W) int32 when the file carried labels.
+    with ``labels`` (2,H,W) int32 when the file carried labels. Each image keeps the pixel size
+    its file declares in ``Image.pixel_size_um`` (None: unknown, so the project's applies).
     """
     decoded = decode_uploads(uploads, project, limits, channel_map)
     names = [d.name for d in decoded]
@@ -162,6 +165,7 @@ def import_images(
                 channel_names=list(d.channel_names),
                 display_range=display_range(d.pixels).tolist(),
                 raw_key="",
+                pixel_size_um=d.pixel_size_um,
                 status="uploaded",
             )
             session.add(image)
@@ -196,7 +200,29 @@ def get_image(session: Session, image_id: int, project_id: int | None = None) ->
     return image
 
 
+def effective_pixel_size(image: Image) -> tuple[float | None, str]:
+    """(µm per pixel that predicting uses, where it comes from): ``"image"`` (from the file or set
+    by an admin), ``"project"`` (the project's default) or ``"unknown"`` (size is estimated)."""
+    if image.pixel_size_um is not None:
+        return image.pixel_size_um, "image"
+    if image.project.pixel_size_um is not None:
+        return image.project.pixel_size_um, "project"
+    return None, "unknown"
+
+
+def set_pixel_size(session: Session, project_id: int, image_id: int, value) -> Image:
+    """Set (a number in 0.01–100 µm) or clear (None: the project's applies) an image's pixel size.
+
+    Raises NotFoundError for an image not in the project, UserError naming ``pixel_size_um``.
+    """
+    image = get_image(session, image_id, project_id)
+    image.pixel_size_um = pixel_size_value(value)
+    session.flush()
+    return image
+
+
 def image_dict(image: Image) -> dict:
+    effective, source = effective_pixel_size(image)
     return {
         "id": image.id,
         "project_id": image.project_id,
@@ -209,6 +235,9 @@ def image_dict(image: Image) -> dict:
         "display_range": image.display_range,
         "status": image.status,
         "has_ground_truth": image.ground_truth_key is not None,
+        "pixel_size_um": image.pixel_size_um,
+        "effective_pixel_size_um": effective,
+        "pixel_size_source": source,
         "created_at": image.created_at.isoformat() + "Z",
     }
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import math
 import re
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.core.pixel_size import MAX_PIXEL_SIZE_UM, MIN_PIXEL_SIZE_UM
 from backend.errors import ConflictError, NotFoundError, UserError
 from backend.models import FEATURES, PLATFORMS, Image, Project
 
@@ -29,6 +31,7 @@ EDITABLE = (
     "retrain_min_images",
     "retrain_every_hours",
     "auto_promote",
+    "pixel_size_um",
 )
 
 
@@ -64,6 +67,24 @@ def _int_field(values: dict, name: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise UserError(f"{name} must be between {lo} and {hi}, got {value}", field=name)
     return value
+
+
+def pixel_size_value(value: Any, field: str = "pixel_size_um") -> float | None:
+    """An admin's pixel size (µm per pixel): None or ``""`` → None (unknown), else a number in
+    0.01–100 (JSON number or its text). Raises UserError naming ``field`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    message = (f"{field} must be the pixel size in µm per pixel, a number from {MIN_PIXEL_SIZE_UM:g} "
+               f"to {MAX_PIXEL_SIZE_UM:g}, or empty if unknown")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(message, field=field)
+    try:
+        number = float(value.strip().replace(",", ".")) if isinstance(value, str) else float(value)
+    except (ValueError, OverflowError):
+        raise UserError(f"{message}; got {str(value)[:40]!r}", field=field) from None
+    if not math.isfinite(number) or not MIN_PIXEL_SIZE_UM <= number <= MAX_PIXEL_SIZE_UM:
+        raise UserError(f"{message}; got {str(value)[:40]}", field=field)
+    return number
 
 
 def validate_settings(values: dict, current: Project | None = None) -> dict:
@@ -160,6 +181,8 @@ def validate_settings(values: dict, current: Project | None = None) -> dict:
             out["retrain_every_hours"] = v
     if "auto_promote" in values:
         out["auto_promote"] = bool(values["auto_promote"])
+    if "pixel_size_um" in values:
+        out["pixel_size_um"] = pixel_size_value(values["pixel_size_um"])
     return out
 
 
@@ -233,6 +256,7 @@ def project_dict(session: Session, project: Project) -> dict:
         "retrain_min_images": project.retrain_min_images,
         "retrain_every_hours": project.retrain_every_hours,
         "auto_promote": project.auto_promote,
+        "pixel_size_um": project.pixel_size_um,
         "n_images": sum(counts.values()),
         "images_by_status": counts,
         "created_at": project.created_at.isoformat() + "Z",

@@ -27,6 +27,7 @@ ADMIN_ROUTES = [
     ("get", "/projects/new"), ("post", "/projects/new"),
     ("get", f"/projects/{P}/settings"), ("post", f"/projects/{P}/settings"),
     ("post", f"/projects/{P}/images"),
+    ("patch", f"/api/projects/{P}/images/1"), ("post", f"/projects/{P}/images/1/pixel-size"),
     ("get", f"/projects/{P}/rounds"), ("get", f"/api/projects/{P}/rounds"), ("post", f"/api/projects/{P}/rounds"),
     ("get", f"/api/projects/{P}/jobs"),
     ("get", f"/api/projects/{P}/crowd-links"), ("get", f"/api/projects/{P}/crowd-links.csv"),
@@ -293,6 +294,106 @@ def test_settings_form_edits_and_keeps_bad_edits_out(admin_http, project_id):
     assert r.status_code == 303
     p = admin_http.get(f"/api/projects/{project_id}").json
     assert (p["crop_size"], p["overlap"], p["name"]) == (96, 12, "console")
+
+
+# --- pixel size: the project's default and each image's own ------------------------------------------------
+@pytest.mark.parametrize("value,expected", [(0.65, 0.65), ("0.325", 0.325), (1, 1.0), (None, None), ("", None),
+                                            (0.01, 0.01), (100, 100.0)])
+def test_project_pixel_size_through_the_json_api(admin_http, value, expected):
+    r = admin_http.post("/api/projects", json={"name": "scaled", "channels": ["DAPI"], "pixel_size_um": value})
+    assert r.status_code == 201, r.json
+    assert r.json["pixel_size_um"] == expected
+    r = admin_http.patch(f"/api/projects/{r.json['id']}", json={"pixel_size_um": 0.5})
+    assert r.status_code == 200 and r.json["pixel_size_um"] == 0.5
+    r = admin_http.patch(f"/api/projects/{r.json['id']}", json={"pixel_size_um": None})
+    assert r.status_code == 200 and r.json["pixel_size_um"] is None
+
+
+@pytest.mark.parametrize("value", [0, 0.009, 100.5, -1, "abc", True, [0.5], {"x": 1}, "nan", "inf", "1e999"])
+def test_bad_project_pixel_size_is_400_naming_the_field(admin_http, project_id, value):
+    r = admin_http.post("/api/projects", json={"name": "bad", "channels": ["DAPI"], "pixel_size_um": value})
+    assert r.status_code == 400 and r.json["field"] == "pixel_size_um", r.json
+    assert "µm per pixel" in r.json["error"]
+    r = admin_http.patch(f"/api/projects/{project_id}", json={"pixel_size_um": value})
+    assert r.status_code == 400 and r.json["field"] == "pixel_size_um"
+    assert admin_http.get(f"/api/projects/{project_id}").json["pixel_size_um"] is None
+
+
+def test_project_form_pixel_size(admin_http):
+    page = admin_http.get("/projects/new").data.decode()
+    assert 'name="pixel_size_um"' in page and "leave empty if unknown" in page
+    r = admin_http.post("/projects/new", data={**GOOD_FORM, "pixel_size_um": "150"})
+    assert r.status_code == 400 and 'id="err-pixel_size_um"' in r.data.decode()
+    assert 'name="pixel_size_um" value="150"' in r.data.decode()  # what was typed comes back
+    assert admin_http.get("/api/projects").json["projects"] == []
+    r = admin_http.post("/projects/new", data={**GOOD_FORM, "pixel_size_um": "0.65"})
+    assert r.status_code == 303
+    (project,) = admin_http.get("/api/projects").json["projects"]
+    assert project["pixel_size_um"] == 0.65
+    settings = f"/projects/{project['id']}/settings"
+    assert 'name="pixel_size_um" value="0.65"' in admin_http.get(settings).data.decode()
+    form = {k: v for k, v in GOOD_FORM.items() if k != "name"}
+    r = admin_http.post(settings, data={**form, "pixel_size_um": "x"})
+    assert r.status_code == 400 and 'id="err-pixel_size_um"' in r.data.decode()
+    assert admin_http.get(f"/api/projects/{project['id']}").json["pixel_size_um"] == 0.65
+    assert admin_http.post(settings, data=form).status_code == 303  # not posted: unchanged
+    assert admin_http.get(f"/api/projects/{project['id']}").json["pixel_size_um"] == 0.65
+    assert admin_http.post(settings, data={**form, "pixel_size_um": ""}).status_code == 303  # empty: unknown
+    assert admin_http.get(f"/api/projects/{project['id']}").json["pixel_size_um"] is None
+
+
+def test_image_pixel_size_override(admin_http, reviewer_http, anonymous, runtime):
+    pid, _ = crowd_project(runtime)
+    with runtime.db.session() as s:
+        image_id = s.scalar(select(Image.id).where(Image.project_id == pid))
+    url = f"/api/projects/{pid}/images/{image_id}"
+    assert admin_http.get(url).json["pixel_size_source"] == "unknown"
+    r = admin_http.patch(url, json={"pixel_size_um": 0.5})
+    assert r.status_code == 200, r.json
+    assert (r.json["pixel_size_um"], r.json["effective_pixel_size_um"], r.json["pixel_size_source"]) == (
+        0.5, 0.5, "image")
+    assert admin_http.get(url).json["pixel_size_um"] == 0.5  # the GET of the project API still answers
+    admin_http.patch(f"/api/projects/{pid}", json={"pixel_size_um": 0.8})
+    assert admin_http.get(url).json["effective_pixel_size_um"] == 0.5  # the image's own wins
+    r = admin_http.patch(url, json={"pixel_size_um": None})
+    assert r.status_code == 200 and r.json["pixel_size_um"] is None
+    assert (r.json["effective_pixel_size_um"], r.json["pixel_size_source"]) == (0.8, "project")
+    for bad in (0, 101, "abc", True, [1]):
+        r = admin_http.patch(url, json={"pixel_size_um": bad})
+        assert r.status_code == 400 and r.json["field"] == "pixel_size_um", (bad, r.json)
+    r = admin_http.patch(url, json={"other": 1})
+    assert r.status_code == 400 and r.json["field"] == "pixel_size_um"
+    assert admin_http.patch(url, json=[0.5]).status_code == 400
+    assert admin_http.get(url).json["pixel_size_um"] is None  # bad requests changed nothing
+    assert admin_http.patch(f"/api/projects/{pid}/images/{image_id + 99}", json={"pixel_size_um": 1}).status_code == 404
+    assert admin_http.patch(f"/api/projects/{pid + 1}/images/{image_id}", json={"pixel_size_um": 1}).status_code == 404
+    assert reviewer_http.patch(url, json={"pixel_size_um": 1}).status_code == 403
+    assert anonymous.patch(url, json={"pixel_size_um": 1}).status_code == 401
+    assert admin_http.get(url).json["pixel_size_um"] is None
+    # the images page shows it, and its form sets it without JavaScript
+    page = admin_http.get(f"/projects/{pid}/images").data.decode()
+    assert "0.8 µm/px" in page and "(project default)" in page
+    r = admin_http.post(f"/projects/{pid}/images/{image_id}/pixel-size", data={"pixel_size_um": "0.25"})
+    assert r.status_code == 303 and r.headers["Location"].endswith(f"/projects/{pid}/images")
+    page = admin_http.get(r.headers["Location"]).data.decode()
+    assert "0.25 µm/px" in page and "(this image's)" in page
+    assert admin_http.get(url).json["pixel_size_um"] == 0.25
+    r = admin_http.post(f"/projects/{pid}/images/{image_id}/pixel-size", data={"pixel_size_um": "500"})
+    assert r.status_code == 303 and "pixel_size_um must be" in admin_http.get(r.headers["Location"]).data.decode()
+    assert admin_http.get(url).json["pixel_size_um"] == 0.25
+    text = reviewer_http.get(f"/projects/{pid}/images").data.decode()
+    assert "0.25 µm/px" in text and "/pixel-size" not in text  # reviewers see it, cannot set it
+
+
+def test_image_pixel_size_needs_the_csrf_token_in_a_browser_session(console, users, runtime):
+    pid, _ = crowd_project(runtime)
+    with runtime.db.session() as s:
+        image_id = s.scalar(select(Image.id).where(Image.project_id == pid))
+    browser, token = session_login(console, "admin", ADMIN_PASSWORD)
+    url = f"/api/projects/{pid}/images/{image_id}"
+    assert browser.patch(url, json={"pixel_size_um": 0.5}).status_code == 403
+    r = browser.patch(url, json={"pixel_size_um": 0.5}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and r.json["pixel_size_um"] == 0.5
 
 
 # --- uploads ----------------------------------------------------------------------------------------------------

@@ -242,3 +242,28 @@ def test_upload_to_s3_storage_over_http(settings, moto_endpoint, s3_bucket, user
         assert bad.status_code == 400 and _state(rt) == before
     finally:
         rt.close()
+
+
+def test_pixel_size_is_read_from_the_file_and_the_project_fills_in(client, runtime, project_id):
+    two = np.random.default_rng(3).integers(0, 4000, size=(2, 30, 40), dtype=np.uint16)
+    ome = _tiff(two, ome=True, metadata={"axes": "CYX", "PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65})
+    nm = _tiff(two, ome=True, metadata={"axes": "CYX", "PhysicalSizeX": 325, "PhysicalSizeXUnit": "nm",
+                                        "PhysicalSizeY": 325, "PhysicalSizeYUnit": "nm"})
+    screen = _tiff(two, photometric="minisblack", resolution=(72, 72), resolutionunit=2)
+    per_cm = _tiff(two, photometric="minisblack", resolution=(20000, 20000), resolutionunit=3)
+    r = upload(client, project_id, ("a.ome.tif", ome), ("b.ome.tif", nm), ("screen.tif", screen),
+               ("cm.tif", per_cm), ("x.npz", _npz(X=np.ones((30, 40, 2), dtype=np.uint8))))
+    assert r.status_code == 201, r.json
+    sizes = {i["name"]: (i["pixel_size_um"], i["effective_pixel_size_um"], i["pixel_size_source"])
+             for i in r.json["images"]}
+    assert sizes == {"a.ome.tif": (0.65, 0.65, "image"), "b.ome.tif": (0.325, 0.325, "image"),
+                     "screen.tif": (None, None, "unknown"), "cm.tif": (0.5, 0.5, "image"),
+                     "x.npz": (None, None, "unknown")}
+    with runtime.db.session() as s:
+        by_name = {i.name: i.pixel_size_um for i in s.scalars(select(Image))}
+    assert by_name == {name: size[0] for name, size in sizes.items()}
+    assert client.patch(f"/api/projects/{project_id}", json={"pixel_size_um": 0.4}).status_code == 200
+    listed = {i["name"]: i for i in client.get(f"/api/projects/{project_id}/images").json["images"]}
+    assert (listed["screen.tif"]["effective_pixel_size_um"], listed["screen.tif"]["pixel_size_source"]) == (
+        0.4, "project")
+    assert listed["a.ome.tif"]["effective_pixel_size_um"] == 0.65  # the file's size wins

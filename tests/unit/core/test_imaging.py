@@ -238,6 +238,74 @@ def test_npz_round_trip_property(dtype, shape, data):
     assert len(image.channel_names) == shape[2]
 
 
+# ---------------------------------------------------------------------- pixel size from metadata
+
+CYX = RNG.integers(0, 4000, size=(2, 24, 30), dtype=np.uint16)
+
+
+def ome_bytes(**physical) -> bytes:
+    return tiff_bytes(CYX, ome=True, metadata={"axes": "CYX", **physical})
+
+
+@pytest.mark.parametrize("physical,expected", [
+    ({"PhysicalSizeX": 0.65, "PhysicalSizeY": 0.65}, 0.65),
+    ({"PhysicalSizeX": 650, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 650,
+      "PhysicalSizeYUnit": "nm"}, 0.65),
+    ({"PhysicalSizeX": 0.0005, "PhysicalSizeXUnit": "mm", "PhysicalSizeY": 0.0005,
+      "PhysicalSizeYUnit": "mm"}, 0.5),
+    ({"PhysicalSizeX": 3250, "PhysicalSizeXUnit": "Å", "PhysicalSizeY": 3250,
+      "PhysicalSizeYUnit": "Å"}, 0.325),
+    ({"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.52}, 0.51),        # within 10 %: the mean
+    ({"PhysicalSizeX": 0.5, "PhysicalSizeY": 0.8}, None),         # anisotropic
+    ({"PhysicalSizeX": 1, "PhysicalSizeXUnit": "pixel", "PhysicalSizeY": 1,
+      "PhysicalSizeYUnit": "pixel"}, None),
+    ({"PhysicalSizeX": 650, "PhysicalSizeY": 650}, None),         # 650 µm per pixel: absurd
+    ({"PhysicalSizeX": 0.65, "PhysicalSizeXUnit": "m", "PhysicalSizeY": 0.65,
+      "PhysicalSizeYUnit": "m"}, None),
+    ({}, None),
+])
+def test_ome_tiff_pixel_size(physical, expected):
+    image = only(decode_images(ome_bytes(**physical), "slide.ome.tif"))
+    np.testing.assert_array_equal(image.pixels, CYX)
+    assert image.pixel_size_um == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ({"resolution": (20000, 20000), "resolutionunit": 3}, 0.5),                     # px per cm
+    ({"resolution": (50800, 50800), "resolutionunit": 2}, 0.5),                     # px per inch
+    ({"resolution": (20000, 14000), "resolutionunit": 3}, None),                    # anisotropic
+    ({"resolution": (72, 72), "resolutionunit": 2}, None),                          # screen dpi
+    ({"resolution": (300, 300), "resolutionunit": 2}, None),
+    ({"resolution": (300, 300), "resolutionunit": 3}, None),                        # 762 ppi
+    ({"resolution": (20000, 20000), "resolutionunit": 1}, None),                    # no unit
+    ({}, None),
+])
+def test_plain_tiff_resolution_tags(kwargs, expected):
+    image = only(decode_images(tiff_bytes(CYX[0], **kwargs), "plain.tif"))
+    assert image.pixel_size_um == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize("unit,expected", [("micron", 0.25), ("um", 0.25), ("\\u00B5m", 0.25),
+                                           ("nm", None), ("pixel", None)])
+def test_imagej_tiff_unit_and_resolution(unit, expected):
+    data = tiff_bytes(CYX[0], imagej=True, resolution=(4.0, 4.0), metadata={"unit": unit})
+    image = only(decode_images(data, "fiji.tif"))
+    assert image.pixel_size_um == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_formats_without_metadata_have_no_pixel_size():
+    assert only(decode_images(npz_bytes(X=np.ones((5, 6, 2), np.uint8)), "a.npz")).pixel_size_um is None
+    assert only(decode_images(png_bytes(np.zeros((5, 6), np.uint8)), "a.png")).pixel_size_um is None
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    assert only(decode_images(png_bytes(rgb, fmt="JPEG"), "a.jpg")).pixel_size_um is None
+
+
+def test_unreadable_ome_xml_leaves_the_pixel_size_unknown():
+    data = tiff_bytes(CYX[0], description="<OME><Image><Pixels PhysicalSizeX='0.5'", metadata=None)
+    image = only(decode_images(data, "odd.tif"))
+    assert image.pixel_size_um is None and image.pixels.shape == (1, 24, 30)
+
+
 # ---------------------------------------------------------------------------- bad input
 
 def assert_rejected(data: bytes, filename: str, *fragments: str, error=ImageImportError, **kw):
