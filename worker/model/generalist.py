@@ -46,8 +46,8 @@ INPUT_CHANNELS = ("nuclear", "membrane")
 DIAMETER_RANGE = (12.0, 40.0)
 
 
-def varied_tissue(seed: int, size: int, at_reference: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, dict]:
+def varied_tissue(seed: int, size: int, at_reference: bool = True,
+                  reference: float = REFERENCE_NUCLEUS_DIAMETER) -> tuple[np.ndarray, np.ndarray, dict]:
     """One varied synthetic image at the reference scale, (nuclear, membrane) channels.
 
     A random morphology family and appearance (:func:`backend.core.tissue_styles.random_style`),
@@ -75,12 +75,12 @@ def varied_tissue(seed: int, size: int, at_reference: bool = True
     probe = synthetic_tissue(192, 192, n_channels=1, seed=seed, mean_diameter=diameter,
                              density=density, style=style)
     nucleus = median_diameter(probe.nuclear) or 0.45 * diameter
-    factor = REFERENCE_NUCLEUS_DIAMETER / nucleus if at_reference else 1.0
+    factor = reference / nucleus if at_reference else 1.0
     native = int(math.ceil(size / factor)) + 2
     tissue = synthetic_tissue(native, native, n_channels=n_channels, seed=seed,
                               mean_diameter=diameter, density=density, style=style)
     nucleus = median_diameter(tissue.nuclear) or nucleus
-    factor = REFERENCE_NUCLEUS_DIAMETER / nucleus if at_reference else 1.0
+    factor = reference / nucleus if at_reference else 1.0
     image = tissue.image[:2].astype(np.float32)
     whole_cell = tissue.whole_cell
     if n_channels == 1:  # nuclear-only: a blank membrane channel, and the visible cell is the nucleus
@@ -103,10 +103,10 @@ def varied_tissue(seed: int, size: int, at_reference: bool = True
             np.stack([whole, nuclear], -1), meta)
 
 
-def varied_set(n_images: int, size: int, first_seed: int, at_reference: bool = True
-               ) -> tuple[np.ndarray, np.ndarray, list]:
+def varied_set(n_images: int, size: int, first_seed: int, at_reference: bool = True,
+               reference: float = REFERENCE_NUCLEUS_DIAMETER) -> tuple[np.ndarray, np.ndarray, list]:
     """``n_images`` of :func:`varied_tissue`, seeds ``first_seed`` …, stacked (N, size, size, 2)."""
-    pairs = [varied_tissue(first_seed + i, size, at_reference) for i in range(n_images)]
+    pairs = [varied_tissue(first_seed + i, size, at_reference, reference) for i in range(n_images)]
     return (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]),
             [p[2] for p in pairs])
 
@@ -129,8 +129,9 @@ def train(args) -> None:
     from worker.model.train import train_model
 
     started = time.perf_counter()
-    X, y, meta = varied_set(args.images, args.size, args.seed * 100_000)
-    X_val, y_val, _ = varied_set(args.val_images, args.size, args.seed * 100_000 + 50_000)
+    X, y, meta = varied_set(args.images, args.size, args.seed * 100_000, reference=args.reference)
+    X_val, y_val, _ = varied_set(args.val_images, args.size, args.seed * 100_000 + 50_000,
+                                 reference=args.reference)
     log.info("generated %d + %d images in %.0f s", len(X), len(X_val), time.perf_counter() - started)
 
     def report(epoch, n_epochs, logs):
@@ -144,7 +145,12 @@ def train(args) -> None:
     keras.utils.set_random_seed(args.seed)
     from worker.model.panoptic import build_panoptic
 
-    model = build_panoptic(len(INPUT_CHANNELS), "small")
+    if args.init:  # a further phase: continue from earlier weights (e.g. at a new scale or step)
+        from worker.predict import load_model_file
+
+        model = load_model_file(args.init)
+    else:
+        model = build_panoptic(len(INPUT_CHANNELS), "small")
     model_ref.append(model)
     model, history = train_model(
         model, X, y, X_val, y_val, n_channels=len(INPUT_CHANNELS), backbone="small",
@@ -158,15 +164,21 @@ def train(args) -> None:
     families: dict[str, int] = {}
     for m in meta:
         families[m["family"]] = families.get(m["family"], 0) + 1
+    phases = []
+    init_card = Path(args.init).with_suffix(".json") if args.init else None
+    if init_card is not None and init_card.exists():
+        earlier = json.loads(init_card.read_text()).get("provenance", {})
+        phases = earlier.pop("phases", []) + [earlier]
     card = {
         "name": "generalist",
         "input_channels": list(INPUT_CHANNELS),
         "backbone": "small",
-        "scale": {"nucleus_diameter": REFERENCE_NUCLEUS_DIAMETER, "mpp": None},
+        "scale": {"nucleus_diameter": args.reference, "mpp": None},
         "postprocess": {},
         "provenance": {
             "script": "python -m worker.model.generalist train",
             "seed": args.seed, "steps": history["steps"], "batch_size": args.batch_size,
+            "init": args.init or None, "reference_nucleus_diameter": args.reference,
             "lr": args.lr, "crop": args.crop, "train_images": args.images,
             "val_images": args.val_images, "image_size": args.size,
             "cell_diameter_range_px": list(DIAMETER_RANGE), "families": families,
@@ -175,6 +187,7 @@ def train(args) -> None:
             "best_epoch": history["best_epoch"], "best_val_loss": history["best_val_loss"],
             "train_minutes": round(history["seconds"] / 60, 1),
             "keras_backend": history["backend"], "gpu": history["gpu"],
+            "phases": phases,
         },
         "figures": {},
     }
@@ -194,7 +207,8 @@ def calibrate(args) -> None:
         raise SystemExit(f"no generalist to calibrate: train it first ({WEIGHTS_PATH})")
     model = load_model_file(WEIGHTS_PATH)
     seed = card["provenance"]["seed"]
-    X_val, y_val, _ = varied_set(args.val_images, card["provenance"]["image_size"], seed * 100_000 + 50_000)
+    X_val, y_val, _ = varied_set(args.val_images, card["provenance"]["image_size"], seed * 100_000 + 50_000,
+                                 reference=card["scale"]["nucleus_diameter"])
     outputs = [predict_outputs(model, np.moveaxis(x, -1, 0)) for x in X_val]
     result = calibrate_postprocess(outputs, y_val, ("whole_cell", "nuclear"), time_budget_s=args.budget)
     card["postprocess"] = {"feature_kwargs": result["feature_kwargs"]}
@@ -221,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="")
     t.add_argument("--checkpoint", default="", help="also save the model after every epoch")
+    t.add_argument("--init", default="", help="continue from these weights (.keras) instead of random")
+    t.add_argument("--reference", type=float, default=REFERENCE_NUCLEUS_DIAMETER,
+                   help="median nucleus diameter (px) the images are brought to")
     c = sub.add_parser("calibrate", help="choose the post-processing on validation images")
     c.add_argument("--val-images", type=int, default=24)
     c.add_argument("--budget", type=float, default=600.0, help="seconds")

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 #: Median nucleus diameter (pixels) that the shipped generalist works at.
-REFERENCE_NUCLEUS_DIAMETER = 10.0
+REFERENCE_NUCLEUS_DIAMETER = 14.0
 #: Resampling factors outside this range are clipped (a wrong estimate must not explode).
 FACTOR_RANGE = (0.2, 4.0)
 #: Within this relative difference no resampling is done (saves work, avoids interpolation).
@@ -55,7 +55,7 @@ def estimate_nucleus_diameter(nuclear: np.ndarray, max_side: int = 1024) -> floa
 
     The classical nuclear segmenter (:func:`worker.model.baseline.segment_nuclei`) runs on the
     central ``max_side``² window (large images need no more to size their nuclei); the median
-    equivalent diameter of its objects is the estimate.
+    equivalent diameter of its objects (down to 5 px) is the estimate.
 
     Parameters
     ----------
@@ -77,7 +77,7 @@ def estimate_nucleus_diameter(nuclear: np.ndarray, max_side: int = 1024) -> floa
     window = nuclear[y0 : y0 + max_side, x0 : x0 + max_side]
     if window.size == 0 or not np.isfinite(window).all() or window.min() == window.max():
         return None
-    return median_diameter(segment_nuclei(window))
+    return median_diameter(segment_nuclei(window, min_size=5))  # small nuclei count too
 
 
 def scale_factor(
