@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 FEATURES = ("whole_cell", "nuclear")
 PLATFORMS = ("generic", "prolific", "appen", "mturk")
@@ -61,6 +61,20 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Every session cookie carries the generation it was issued under; a session whose number
+    # differs from this one is over. Logout, a new password, a role change and a block bump it.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    @validates("password_hash", "role", "active")
+    def _end_sessions_on_change(self, key: str, value):
+        """A new password, role or active flag on a stored user ends all of its sessions.
+
+        The bump is ``session_generation + 1`` in SQL (two changes racing both count), and it
+        happens however the attribute is set (services, the demo, a shell).
+        """
+        if self.id is not None and (key not in self.__dict__ or self.__dict__[key] != value):
+            self.session_generation = User.session_generation + 1
+        return value
 
 
 class Project(Base):
