@@ -25,7 +25,7 @@ FEATURE_NAMES = ("whole_cell", "nuclear")
 TRAIN_HYPERPARAMETERS = {"resnet50": {"lr": 1e-4}, "small": {"lr": 1e-3, "crop_size": 128}}
 FINE_TUNE_LR = {"resnet50": 5e-5, "small": 3e-4}
 AUGMENTATION = {"scale_range": (0.8, 1.25), "intensity_jitter": True}
-CALIBRATION_BUDGET_S = 120.0
+CALIBRATION_BUDGET_S = 180.0
 
 
 def evaluate_predictions(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, y: np.ndarray) -> dict:
@@ -161,8 +161,7 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
     :func:`worker.predict.predict_image` on the same test split, and the promotion rule compares
     them. On any failure the new version is marked ``failed`` and the promoted one keeps serving.
     """
-    from worker.model.calibrate import calibrate_postprocess
-    from worker.model.infer import predict_outputs
+    from worker.model.calibrate import calibrate_scale
     from worker.model.train import train_model
     from worker.predict import Predictor, predict_image
 
@@ -199,14 +198,18 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         best_ref = max(ref_metrics, key=lambda n: ref_metrics[n]["headline"] or -1.0)
         metrics_reference = {"source": best_ref, **ref_metrics[best_ref], "candidates": ref_metrics}
 
-        if not scale:  # from scratch: the model works at the dataset's own scale
+        # the data are brought to the scale the starting model was TRAINED at (not the zoom it
+        # predicts at, else zooms would compound round after round)
+        if not scale:  # from scratch: the model trains at the dataset's own scale
             from worker.model.scale import median_diameter
 
-            scale = {"nucleus_diameter": median_diameter(y_train[..., 1]) or None, "mpp": mpp}
+            trained = {"nucleus_diameter": median_diameter(y_train[..., 1]) or None, "mpp": mpp}
             factor = 1.0
         else:
-            factor = dataset_scale_factor(y_train, scale, mpp)
-            scale = {**scale, "mpp": (mpp / factor) if mpp else scale.get("mpp")}
+            trained = {"nucleus_diameter": scale.get("trained_nucleus_diameter") or scale.get("nucleus_diameter"),
+                       "mpp": scale.get("trained_mpp", scale.get("mpp"))}
+            factor = dataset_scale_factor(y_train, trained, mpp)
+            trained["mpp"] = (mpp / factor) if mpp else trained["mpp"]
         Xt, yt = to_scale(model_inputs(X_train), y_train, factor)
         Xv, yv = to_scale(model_inputs(X_val), y_val, factor)
         start = time.perf_counter()
@@ -220,19 +223,23 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         model, history = train_model(initial, Xt, yt, Xv, yv, n_channels=2, backbone=backbone,
                                      steps=steps, on_epoch=on_epoch, **hyper, **AUGMENTATION)
         train_s = time.perf_counter() - start
-        ctx.progress(0.78, "calibrating the post-processing on the validation split")
-        outputs = [predict_outputs(model, np.moveaxis(x, -1, 0)) for x in Xv]
-        calibration = calibrate_postprocess(outputs, yv, ("whole_cell", "nuclear"),
-                                            time_budget_s=CALIBRATION_BUDGET_S)
+        ctx.progress(0.78, "calibrating the zoom and post-processing on the validation split")
+        calibration = calibrate_scale(model, Xv, yv, ("whole_cell", "nuclear"),
+                                      time_budget_s=CALIBRATION_BUDGET_S)
         postprocess = {"feature_kwargs": calibration["feature_kwargs"]}
+        zoom = calibration["zoom"]
+        scale = {"nucleus_diameter": trained["nucleus_diameter"] * zoom if trained["nucleus_diameter"] else None,
+                 "mpp": trained["mpp"] / zoom if trained["mpp"] else None,
+                 "trained_nucleus_diameter": trained["nucleus_diameter"], "trained_mpp": trained["mpp"],
+                 "zoom": zoom}
         ctx.progress(0.88, "evaluating on the test split")
         candidate = Predictor(f"model v{mv_id}", model, postprocess, scale)
         metrics = evaluate_predictions(lambda img: predict_image(candidate, img, mpp=mpp), X_eval, y_eval)
         metrics["headline"] = headline(metrics, features)
         metrics["reference"] = metrics_reference
         metrics["evaluated_on"] = "test" if X_test.shape[0] else "val"
-        metrics["calibration"] = {"validation_f1": calibration["validation_f1"],
-                                  "seconds": calibration["seconds"]}
+        metrics["calibration"] = {"validation_f1": calibration["validation_f1"], "zoom": zoom,
+                                  "by_zoom": calibration["by_zoom"], "seconds": calibration["seconds"]}
         metrics["train_seconds"] = round(train_s, 1)
         metrics["train_scale_factor"] = round(float(factor), 3)
         metrics["history"] = json_safe(history or {})

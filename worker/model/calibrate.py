@@ -29,12 +29,19 @@ SEARCH_GRID: dict[str, tuple] = {
 }
 
 
+#: Zooms (relative to the training scale) tried by :func:`calibrate_scale`: a network often
+#: separates touching cells better when they are drawn larger than it was trained on.
+ZOOMS = (1.0, 1.2, 1.4)
+
+
 def _pooled_f1(outputs: Sequence[dict], truths: Sequence[np.ndarray], feature: str,
                options: dict) -> float:
+    from worker.model.scale import resample_labels
+
     results = []
     for out, truth in zip(outputs, truths):
         labels = postprocess_outputs(out, features=(feature,), parallel=False, **options)[0]
-        results.append(object_metrics(truth, labels))
+        results.append(object_metrics(truth, resample_labels(labels, truth.shape)))
     return float(aggregate(results).f1)
 
 
@@ -68,7 +75,8 @@ def calibrate_postprocess(
         ``{"feature_kwargs": {feature: options}, "validation_f1": {feature: (default, best)},
         "seconds": float}``.
     """
-    truths = np.asarray(truths)
+    truths = np.asarray(truths)  # the outputs may be at another resolution (a zoom): labels are
+    # resampled to the truth's grid before they are scored
     if truths.ndim != 4 or truths.shape[0] != len(outputs) or truths.shape[-1] != len(features):
         raise ValueError(f"truths must have shape (N={len(outputs)}, H, W, {len(features)}), "
                          f"got {truths.shape}")
@@ -97,4 +105,59 @@ def calibrate_postprocess(
         chosen[feature] = best
         scores[feature] = [round(default_f1, 4), round(best_f1, 4)]
     return {"feature_kwargs": chosen, "validation_f1": scores,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def calibrate_scale(
+    model,
+    X: np.ndarray,
+    y: np.ndarray,
+    features: Sequence[str],
+    *,
+    zooms: Sequence[float] = ZOOMS,
+    time_budget_s: float = 240.0,
+) -> dict:
+    """Choose the zoom at which a model predicts, and its post-processing, on validation images.
+
+    For every zoom the validation images (at the model's training scale) are enlarged, predicted
+    once, and :func:`calibrate_postprocess` runs on the outputs with labels scored on the
+    original grid; the zoom with the best mean F1 over the features wins (ties: the smaller).
+
+    Parameters
+    ----------
+    model
+        A PanopticNet (``predict_on_batch``).
+    X : np.ndarray, shape (N, H, W, C)
+        Raw validation images at the model's training scale.
+    y : np.ndarray of int, shape (N, H, W, F)
+        Their true labels.
+    features : sequence of str
+    zooms : sequence of float
+    time_budget_s : float
+        Shared by all zooms.
+
+    Returns
+    -------
+    dict
+        ``zoom`` (float), ``feature_kwargs`` and ``validation_f1`` of the chosen zoom,
+        ``by_zoom`` ({zoom: mean F1}), ``seconds``.
+    """
+    from worker.model.infer import predict_outputs
+    from worker.model.scale import resample_image
+
+    started = time.perf_counter()
+    best, by_zoom = None, {}
+    for zoom in zooms:
+        remaining = time_budget_s - (time.perf_counter() - started)
+        if best is not None and remaining <= 0:
+            break
+        outputs = [predict_outputs(model, resample_image(np.moveaxis(x, -1, 0), zoom)) for x in X]
+        result = calibrate_postprocess(outputs, y, features, time_budget_s=max(remaining / 2, 5.0))
+        score = float(np.mean([chosen for _default, chosen in result["validation_f1"].values()]))
+        by_zoom[str(zoom)] = round(score, 4)
+        if best is None or score > best[0] + 1e-9:
+            best = (score, zoom, result)
+    _, zoom, result = best
+    return {"zoom": float(zoom), "feature_kwargs": result["feature_kwargs"],
+            "validation_f1": result["validation_f1"], "by_zoom": by_zoom,
             "seconds": round(time.perf_counter() - started, 1)}

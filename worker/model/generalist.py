@@ -197,9 +197,8 @@ def train(args) -> None:
 
 
 def calibrate(args) -> None:
-    """Choose the generalist's post-processing on its validation images; write it to the card."""
-    from worker.model.calibrate import calibrate_postprocess
-    from worker.model.infer import predict_outputs
+    """Choose the generalist's zoom and post-processing on its validation images; write the card."""
+    from worker.model.calibrate import calibrate_scale
     from worker.predict import load_model_file
 
     card = load_card()
@@ -207,14 +206,17 @@ def calibrate(args) -> None:
         raise SystemExit(f"no generalist to calibrate: train it first ({WEIGHTS_PATH})")
     model = load_model_file(WEIGHTS_PATH)
     seed = card["provenance"]["seed"]
+    trained = card["scale"].get("trained_nucleus_diameter") or card["scale"]["nucleus_diameter"]
     X_val, y_val, _ = varied_set(args.val_images, card["provenance"]["image_size"], seed * 100_000 + 50_000,
-                                 reference=card["scale"]["nucleus_diameter"])
-    outputs = [predict_outputs(model, np.moveaxis(x, -1, 0)) for x in X_val]
-    result = calibrate_postprocess(outputs, y_val, ("whole_cell", "nuclear"), time_budget_s=args.budget)
+                                 reference=trained)
+    result = calibrate_scale(model, X_val, y_val, ("whole_cell", "nuclear"), time_budget_s=args.budget)
     card["postprocess"] = {"feature_kwargs": result["feature_kwargs"]}
+    card["scale"] = {"nucleus_diameter": round(trained * result["zoom"], 3), "mpp": None,
+                     "trained_nucleus_diameter": trained, "zoom": result["zoom"]}
     card["provenance"]["calibration"] = {"script": "python -m worker.model.generalist calibrate",
                                          "val_images": args.val_images,
-                                         "validation_f1_default_vs_chosen": result["validation_f1"]}
+                                         "validation_f1_default_vs_chosen": result["validation_f1"],
+                                         "mean_f1_by_zoom": result["by_zoom"]}
     CARD_PATH.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(result))
 
