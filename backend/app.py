@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import DBAPIError
@@ -41,7 +42,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     )
     app.extensions["looplabel"] = runtime
 
-    from backend.api import admin, auth, crowd, ops, pages, projects, review, review_pages, static
+    from backend.api import admin, auth, body_limits, crowd, ops, pages, projects, review, review_pages, static
     from backend.observability import init_observability
 
     app.register_blueprint(ops.bp)
@@ -53,6 +54,7 @@ def build_app(settings: Settings | None = None, runtime: Runtime | None = None) 
     app.register_blueprint(review.bp)
     app.register_blueprint(review_pages.bp)
     app.register_blueprint(admin.bp)
+    app.before_request(body_limits.enforce_body_limit)  # before any hook that reads a form
     app.before_request(auth.check_csrf)
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
     app.jinja_env.globals["current_user"] = auth.current_user
@@ -83,7 +85,11 @@ def _wants_json() -> bool:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(UserError)
     def _user_error(exc: UserError):
-        return jsonify(exc.as_dict()), exc.status
+        response = jsonify(exc.as_dict())
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, int(math.ceil(retry_after))))
+        return response, exc.status
 
     @app.errorhandler(ImageImportError)
     def _import_error(exc: ImageImportError):
@@ -95,8 +101,10 @@ def _register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
-        limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
-        return jsonify({"error": f"the upload is larger than the limit of {limit} MB (MAX_UPLOAD_MB)"}), 413
+        from backend.api.body_limits import current_limit, too_large_message
+
+        limit, setting = current_limit()  # reading a chunked body (no length) stopped at the limit
+        return jsonify({"error": too_large_message(limit, setting, request.content_length)}), 413
 
     @app.errorhandler(DBAPIError)
     def _database_error(exc: DBAPIError):

@@ -49,6 +49,17 @@ class Settings:
     max_upload_mb: int = 2048
     max_image_pixels: int = 20000 * 20000
     max_channels: int = 64
+    # What the images of one upload take in memory once decoded (H x W x channels x bytes per
+    # sample), checked from the file headers before decoding. The import peaks at about twice
+    # this (one transposing copy, then the .npy serialisation) plus the upload itself: 2048 MB
+    # keeps one import near 4-5 GB, what a small (2-core, 8-16 GB) web node can give one request.
+    max_decoded_mb: int = 2048
+    max_body_kb: int = 1024  # request bodies of routes without a limit of their own
+    max_crowd_body_kb: int = 16  # crowd lease and submit, login and logout (JSON / form of < 2 KB)
+    leases_per_address_per_min: int = 40  # crowd lease requests from one client address
+    leases_per_platform_per_min: int = 600  # crowd lease requests of one project's platform, all addresses
+    max_open_leases_per_worker: int = 3  # live leases one worker id may hold at once
+    trusted_proxy_hops: int = 0  # reverse proxies in front whose X-Forwarded-For is trusted
     assignment_ttl_s: int = 3600
     web_workers: int = 4
     web_threads: int = 4
@@ -57,6 +68,9 @@ class Settings:
     train_backbone: str = "small"
     train_steps: int = 2000
     secure_cookies: bool = False
+    login_failures_per_name: int = 20
+    login_failures_per_address: int = 100
+    login_failure_window_s: int = 60
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -84,6 +98,13 @@ class Settings:
             max_upload_mb=_int_env(env, "MAX_UPLOAD_MB", 2048),
             max_image_pixels=_int_env(env, "MAX_IMAGE_PIXELS", 20000 * 20000),
             max_channels=_int_env(env, "MAX_CHANNELS", 64),
+            max_decoded_mb=_int_env(env, "MAX_DECODED_MB", 2048),
+            max_body_kb=_int_env(env, "MAX_BODY_KB", 1024),
+            max_crowd_body_kb=_int_env(env, "MAX_CROWD_BODY_KB", 16),
+            leases_per_address_per_min=_int_env(env, "LEASES_PER_ADDRESS_PER_MIN", 40),
+            leases_per_platform_per_min=_int_env(env, "LEASES_PER_PLATFORM_PER_MIN", 600),
+            max_open_leases_per_worker=_int_env(env, "MAX_OPEN_LEASES_PER_WORKER", 3),
+            trusted_proxy_hops=_int_env(env, "TRUSTED_PROXY_HOPS", 0, minimum=0),
             assignment_ttl_s=_int_env(env, "ASSIGNMENT_TTL_S", 3600, minimum=10),
             web_workers=_int_env(env, "WEB_WORKERS", 4),
             web_threads=_int_env(env, "WEB_THREADS", 4),
@@ -92,6 +113,9 @@ class Settings:
             train_backbone=env.get("TRAIN_BACKBONE") or "small",
             train_steps=_int_env(env, "TRAIN_STEPS", 2000),
             secure_cookies=(env.get("SECURE_COOKIES") or "").lower() in ("1", "true", "yes"),
+            login_failures_per_name=_int_env(env, "LOGIN_FAILURES_PER_NAME", 20),
+            login_failures_per_address=_int_env(env, "LOGIN_FAILURES_PER_ADDRESS", 100),
+            login_failure_window_s=_int_env(env, "LOGIN_FAILURE_WINDOW_S", 60),
         )
 
     def with_overrides(self, **changes) -> "Settings":

@@ -42,3 +42,13 @@ class BusyError(UserError):
     """A shared resource is busy right now; the same request succeeds when tried again soon."""
 
     status = 503
+
+
+class TooManyRequestsError(UserError):
+    """A client went over a rate limit; ``retry_after_s`` says when it may ask again (Retry-After)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after_s = float(retry_after_s)

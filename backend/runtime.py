@@ -9,10 +9,11 @@ from backend.db import Database
 
 
 class Runtime:
-    """Database + BlobStore + JobQueue for one set of settings (one per process)."""
+    """Database + BlobStore + JobQueue (+ the request rate limiter) for one set of settings (one per process)."""
 
     def __init__(self, settings: Settings):
         from backend.queue import InlineQueue, RQQueue
+        from backend.rate_limits import open_rate_limiter
         from backend.storage import open_store
 
         self.settings = settings
@@ -22,6 +23,7 @@ class Runtime:
             self.queue = RQQueue(self, settings.redis_url, prefix=settings.queue_prefix)
         else:
             self.queue = InlineQueue(self)
+        self.rate_limiter = open_rate_limiter(settings.redis_url, settings.queue_prefix)
 
     def health(self) -> dict[str, str]:
         """``{"database": "ok" | error, "storage": ..., "queue": ...}``."""
@@ -40,6 +42,7 @@ class Runtime:
 
     def close(self) -> None:
         self.queue.close()
+        self.rate_limiter.close()
         self.db.dispose()
 
 

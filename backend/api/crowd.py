@@ -12,6 +12,7 @@ import numpy as np
 from flask import Blueprint, g, jsonify, render_template, request
 
 from backend.api import runtime
+from backend.api.body_limits import limit_body, labels_body_bytes
 from backend.api.wire import (
     EncodedArray,
     EncodedArrayCache,
@@ -25,8 +26,9 @@ from backend.api.wire import (
 )
 from backend.errors import UserError
 from backend.models import Crop, Image, Project
-from backend.services import labels_io, task_access, tasks
-from backend.services.projects import get_project, instructions_html
+from backend.services import labels_io, lease_limits, task_access, tasks
+from backend.services.instructions import instructions_html
+from backend.services.projects import get_project
 from backend.services.task_access import TaskAccess
 from backend.services.tokens import verify_token
 
@@ -56,6 +58,16 @@ def crowd_headers(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers.pop("Set-Cookie", None)
     return response
+
+
+def client_address() -> str:
+    """The client's IP address: the peer's, or with ``TRUSTED_PROXY_HOPS`` = n behind n reverse
+    proxies, the n-th address from the right of X-Forwarded-For (the one our first proxy saw)."""
+    hops = runtime().settings.trusted_proxy_hops
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+    if hops and forwarded:
+        return forwarded[-min(hops, len(forwarded))]
+    return request.remote_addr or "unknown"
 
 
 def _bearer() -> str:
@@ -169,16 +181,27 @@ def example_host():
 # --- API ------------------------------------------------------------------------------------------
 @bp.post("/api/crowd/<int:project_id>/lease")
 def lease(project_id: int):
+    """Lease a task: ``{"params": {the task link's query parameters}, "resume": secret or null}``.
+
+    The answer's ``resume`` is what the page sends back to continue the same task after a reload.
+    """
+    rt = runtime()
+    lease_limits.check_address(rt.rate_limiter, rt.settings, client_address())
     body = request.get_json(silent=True) or {}
-    params = body.get("params", {})
+    params = body.get("params", {}) if isinstance(body, dict) else None
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         raise UserError("params must be an object of the task link's query parameters")
-    rt = runtime()
+    resume = body.get("resume")
+    if resume is not None and not isinstance(resume, str):
+        raise UserError("resume must be the text the last lease answered", field="resume")
     with rt.db.session() as s:
         project = get_project(s, project_id)
         g.crowd_frame_ancestors = frame_ancestors(project.frame_ancestors)
-        result = tasks.lease_task(s, project, params, secret=rt.settings.secret_key, ttl_s=rt.settings.assignment_ttl_s)
-        return jsonify({"token": result.token, "preview": result.preview, "task": task_dict(s, result.crop, result)})
+        lease_limits.check_platform(rt.rate_limiter, rt.settings, project.id, project.platform)
+        result = tasks.lease_task(s, project, params, secret=rt.settings.secret_key, ttl_s=rt.settings.assignment_ttl_s,
+                                  resume=resume, max_open=rt.settings.max_open_leases_per_worker)
+        return jsonify({"token": result.token, "preview": result.preview, "resume": result.resume,
+                        "task": task_dict(s, result.crop, result)})
 
 
 @bp.get("/api/crowd/crops/<int:crop_id>")
@@ -214,6 +237,7 @@ def put_labels(crop_id: int):
     with rt.db.session() as s:
         access = _access(s, crop_id, write=True)
         shape = (2, access.crop.y1 - access.crop.y0, access.crop.x1 - access.crop.x0)
+        limit_body(labels_body_bytes(shape[1], shape[2]), f"the most a deflate stream of {shape} int32 labels takes")
         labels, encoded = request_encoded_array(shape)
         rev = tasks.save_revision(s, rt.store, access, labels, base, edit_count,
                                   read=_cached_label_reader(rt.store, access.crop), zlib_stream=encoded.data)

@@ -10,6 +10,7 @@ from flask import Blueprint, jsonify, request
 
 from backend.api import runtime
 from backend.api.auth import current_user, require_role
+from backend.api.body_limits import labels_body_bytes, limit_body
 from backend.api.wire import (
     array_response,
     box_array,
@@ -98,6 +99,8 @@ def save_labels(stitch_id: int):
     with rt.db.session() as s:
         stitch = review.get_stitch(s, stitch_id)
         image = s.get(Image, stitch.image_id)
+        limit_body(labels_body_bytes(image.height, image.width),
+                   f"the most a deflate stream of (2, {image.height}, {image.width}) int32 labels takes")
         labels_new, encoded = request_encoded_array((2, image.height, image.width))
         rev = review.save_review_revision(s, rt.store, stitch, labels_new, base, current_user().username,
                                           zlib_stream=encoded.data)

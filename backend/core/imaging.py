@@ -1,7 +1,9 @@
 """Image readers (TIFF / OME-TIFF / NPZ / NPY / PNG / JPEG) and display normalisation.
 
 Every reader returns images as ``(C, H, W)`` arrays in their original dtype. Sizes are checked
-from the file's header before any pixel is decoded, so a decompression bomb never allocates.
+from the file's header before any pixel is decoded (pixels, and the bytes the decoded arrays
+will take: H x W x channels x bytes per sample, read from the .npy headers of an NPZ's members
+without decompressing them), so a decompression bomb never allocates.
 Problems with the uploaded file raise :class:`ImageImportError` (HTTP 400) or
 :class:`ImageTooLargeError` (HTTP 413) with a message that names the file and the problem.
 """
@@ -25,6 +27,7 @@ from backend.core.pixel_size import tiff_pixel_size
 
 __all__ = [
     "DecodedImage",
+    "DecodedTooLargeError",
     "ImageImportError",
     "ImageTooLargeError",
     "channels_to_uint8",
@@ -55,6 +58,10 @@ class ImageTooLargeError(ImageImportError):
     """An uploaded image exceeds the pixel limit (decided from its header)."""
 
     status = 413
+
+
+class DecodedTooLargeError(ImageTooLargeError):
+    """An uploaded file's decoded arrays would take more memory than allowed (from its header)."""
 
 
 @dataclass
@@ -88,6 +95,7 @@ class DecodedImage:
 class _Limits:
     max_pixels: int
     max_channels: int
+    max_decoded_bytes: int | None = None
 
 
 def safe_filename(filename: str) -> str:
@@ -133,7 +141,7 @@ def safe_filename(filename: str) -> str:
 
 
 def decode_images(data: bytes, filename: str, *, max_pixels: int = 20000 * 20000,
-                  max_channels: int = 64) -> list[DecodedImage]:
+                  max_channels: int = 64, max_decoded_bytes: int | None = None) -> list[DecodedImage]:
     """Read every image in an uploaded file.
 
     Parameters
@@ -147,6 +155,10 @@ def decode_images(data: bytes, filename: str, *, max_pixels: int = 20000 * 20000
         Largest allowed ``H * W`` of one image (and of all images of an NPZ/NPY batch together).
     max_channels : int
         Largest allowed channel count C.
+    max_decoded_bytes : int or None
+        Most bytes the decoded arrays of the file may take (N x H x W x C x bytes per sample,
+        plus an NPZ's labels ``y`` and their int32 copy), decided from the header; None: no
+        limit.
 
     Returns
     -------
@@ -156,16 +168,18 @@ def decode_images(data: bytes, filename: str, *, max_pixels: int = 20000 * 20000
     Raises
     ------
     ImageTooLargeError
-        When the header declares more than ``max_pixels`` pixels.
+        When the header declares more than ``max_pixels`` pixels;
+        :class:`DecodedTooLargeError` when it declares arrays larger than ``max_decoded_bytes``.
     ImageImportError
         For an empty, truncated, mislabelled or unsupported file, an unsupported dtype
         (bool, complex, object), NaN/inf in float data, more than ``max_channels`` channels,
         arrays with the wrong number of dimensions, or labels ``y`` that do not match ``X``.
     """
-    if max_pixels < 1 or max_channels < 1:
-        raise ValueError("max_pixels and max_channels must be >= 1")
+    if max_pixels < 1 or max_channels < 1 or (max_decoded_bytes is not None and max_decoded_bytes < 0):
+        raise ValueError("max_pixels and max_channels must be >= 1, max_decoded_bytes >= 0")
     name = safe_filename(filename)
-    limits = _Limits(int(max_pixels), int(max_channels))
+    limits = _Limits(int(max_pixels), int(max_channels),
+                     None if max_decoded_bytes is None else int(max_decoded_bytes))
     if len(data) == 0:
         raise ImageImportError(f"{name} is empty (0 bytes); check the export and upload it again.")
     dot = name.rfind(".")
@@ -325,7 +339,11 @@ def _check_dtype(dtype: np.dtype, name: str) -> None:
 
 
 def _check_size(name: str, height: int, width: int, channels: int, limits: _Limits,
-                count: int = 1, layout_hint: str = "") -> None:
+                count: int = 1, layout_hint: str = "", itemsize: int | None = None,
+                extra_bytes: int = 0) -> None:
+    """Refuse an image by its header: empty, too many channels (400), too many pixels or, with
+    ``itemsize`` (bytes per sample), more decoded bytes than allowed (413). ``extra_bytes``: what
+    else decoding the file allocates (an NPZ's labels)."""
     if height < 1 or width < 1 or channels < 1 or count < 1:
         raise ImageImportError(f"{name} is empty (height {height}, width {width}, {channels} "
                                f"channels, {count} images).")
@@ -337,6 +355,26 @@ def _check_size(name: str, height: int, width: int, channels: int, limits: _Limi
         what = f"{count} images of {height}x{width}" if count > 1 else f"{height}x{width}"
         raise ImageTooLargeError(f"{name} is too large: {what} = {total:,} pixels, over the limit "
                                  f"of {limits.max_pixels:,}; split it into tiles or smaller files.")
+    if itemsize is not None and limits.max_decoded_bytes is not None:
+        _check_decoded_bytes(name, total * channels * itemsize + extra_bytes, limits.max_decoded_bytes,
+                             f"{count} x {height}x{width}" if count > 1 else f"{height}x{width}",
+                             channels, itemsize, extra_bytes)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):,.0f} MB"
+
+
+def _check_decoded_bytes(name: str, nbytes: int, limit: int, what: str, channels: int, itemsize: int,
+                         extra_bytes: int = 0) -> None:
+    """413 when the arrays decoded from ``name`` would take more than ``limit`` bytes."""
+    if nbytes <= limit:
+        return
+    labels = f" + {_megabytes(extra_bytes)} of labels" if extra_bytes else ""
+    raise DecodedTooLargeError(
+        f"{name} is too large to decode: {what} pixels x {channels} channel(s) x {itemsize} byte(s) "
+        f"per sample{labels} = {_megabytes(nbytes)} in memory, over the limit of {_megabytes(limit)}; "
+        f"split it into tiles or smaller files.")
 
 
 def _finish(name: str, pixels: np.ndarray, channel_names: list[str] | None,
@@ -395,7 +433,8 @@ def _decode_tiff(data: bytes, name: str, limits: _Limits) -> DecodedImage:
                     f"width); export a single time point and z-plane per file.")
             _check_dtype(np.dtype(first.dtype), name)
             height, width = shape[axes.index("Y")], shape[axes.index("X")]
-            _check_size(name, height, width, shape[extra[0]] if extra else 1, limits)
+            _check_size(name, height, width, shape[extra[0]] if extra else 1, limits,
+                        itemsize=np.dtype(first.dtype).itemsize)
             with _library_errors(name, "a TIFF"):
                 pixels = np.stack([s.asarray() for s in series]).reshape(shape)
             channel_names = _ome_channel_names(tif.ome_metadata) if tif.is_ome else None
@@ -481,7 +520,8 @@ def _decode_pillow(data: bytes, name: str, fmt: str, limits: _Limits) -> Decoded
         image = Image.open(io.BytesIO(data), formats=[fmt])
     with image:
         width, height = image.size
-        _check_size(name, height, width, 1, limits)
+        channels, itemsize = _pillow_samples(image.mode)
+        _check_size(name, height, width, channels, limits, itemsize=itemsize)
         with _library_errors(name, f"a {fmt}"):
             image.load()
             if image.mode == "1":
@@ -494,6 +534,17 @@ def _decode_pillow(data: bytes, name: str, fmt: str, limits: _Limits) -> Decoded
     pixels = array[np.newaxis] if array.ndim == 2 else np.moveaxis(array, -1, 0)
     _check_size(name, height, width, pixels.shape[0], limits)
     return _finish(name, pixels, None)
+
+
+def _pillow_samples(mode: str) -> tuple[int, int]:
+    """(channels, bytes per sample) of the array _decode_pillow makes from an image of ``mode``."""
+    if mode in ("I", "F", "I;32", "I;32B", "F;32", "F;32B"):
+        return 1, 4
+    if mode.startswith("I;16"):
+        return 1, 2
+    if mode in ("1", "L", "LA", "La"):
+        return 1, 1
+    return 3, 1  # RGB, and P, PA, RGBA, CMYK, YCbCr... converted to RGB
 
 
 # ----------------------------------------------------------------------------- NPY / NPZ
@@ -531,7 +582,7 @@ def _check_array_header(shape, dtype, name: str, what: str, limits: _Limits):
     _check_dtype(dtype, f"{name}: {what}")
     n, height, width, channels = _layout(shape, name, what)
     hint = " If the array is stored as (C,H,W), save it as (H,W,C)." if len(shape) >= 3 else ""
-    _check_size(name, height, width, channels, limits, count=n, layout_hint=hint)
+    _check_size(name, height, width, channels, limits, count=n, layout_hint=hint, itemsize=dtype.itemsize)
     return n, height, width, channels
 
 
@@ -573,6 +624,9 @@ def _decode_npz(data: bytes, name: str, limits: _Limits) -> list[DecodedImage]:
             with archive.open("y.npy") as stream:
                 y_shape, y_dtype = _npy_header(stream, f"{name} (y)")
             _check_y_header(y_shape, y_dtype, x_shape, name)
+            y_bytes = int(np.prod(y_shape)) * y_dtype.itemsize + n * 2 * height * width * 4  # y, int32 labels
+            _check_size(name, height, width, channels, limits, count=n, itemsize=x_dtype.itemsize,
+                        extra_bytes=y_bytes)
     with _library_errors(name, "an .npz archive"), \
             np.load(io.BytesIO(data), allow_pickle=False) as npz:
         x = npz["X"].reshape(n, height, width, channels)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.core.imaging import (
     DecodedImage,
+    DecodedTooLargeError,
     ImageImportError,
     channels_to_uint8,
     decode_images,
@@ -38,10 +39,12 @@ class Upload:
 class ImportLimits:
     max_pixels: int = 20000 * 20000
     max_channels: int = 64
+    max_decoded_bytes: int = 2048 * 1024 * 1024  # all files of one import together (MAX_DECODED_MB)
 
     @classmethod
     def from_settings(cls, settings) -> "ImportLimits":
-        return cls(max_pixels=settings.max_image_pixels, max_channels=settings.max_channels)
+        return cls(max_pixels=settings.max_image_pixels, max_channels=settings.max_channels,
+                   max_decoded_bytes=settings.max_decoded_mb * 1024 * 1024)
 
 
 def parse_channel_map(spec: str | list | None) -> list[int | str] | None:
@@ -101,17 +104,34 @@ def map_channels(decoded: DecodedImage, project: Project, channel_map: list | No
 def decode_uploads(
     uploads: list[Upload], project: Project, limits: ImportLimits, channel_map: list | None = None
 ) -> list[DecodedImage]:
-    """Decode and check every upload before anything is stored; raises on the first bad file."""
+    """Decode and check every upload before anything is stored; raises on the first bad file.
+
+    The decoded arrays of all files together stay within ``limits.max_decoded_bytes``: each file is
+    checked from its header against what the files before it left (413 naming the file).
+    """
     if not uploads:
         raise UserError("no files were sent; attach one or more image files", field="files")
     decoded: list[DecodedImage] = []
+    used = 0
     for upload in uploads:
         name = safe_filename(upload.filename)
-        for image in decode_images(
-            upload.data, name, max_pixels=limits.max_pixels, max_channels=limits.max_channels
-        ):
+        try:
+            images = decode_images(upload.data, name, max_pixels=limits.max_pixels,
+                                   max_channels=limits.max_channels,
+                                   max_decoded_bytes=limits.max_decoded_bytes - used)
+        except DecodedTooLargeError as exc:
+            raise DecodedTooLargeError(_decoded_limit_message(str(exc), used, limits.max_decoded_bytes)) from None
+        for image in images:
+            used += image.pixels.nbytes + (image.labels.nbytes if image.labels is not None else 0)
             decoded.append(map_channels(image, project, channel_map))
     return decoded
+
+
+def _decoded_limit_message(message: str, used: int, limit: int) -> str:
+    """The reader's 413, naming the setting, and the share of the limit earlier files took."""
+    shared = (f"; the files before it in this upload took {used / 2**20:,.0f} of the {limit / 2**20:,.0f} MB "
+              "that one upload may decode to: upload it on its own") if used else ""
+    return f"{message.rstrip('.')}{shared} (MAX_DECODED_MB)."
 
 
 def import_images(

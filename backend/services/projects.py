@@ -155,11 +155,14 @@ def validate_settings(values: dict, current: Project | None = None) -> dict:
         if isinstance(fa, str):
             fa = fa.split()
         if not isinstance(fa, list) or not all(
-            isinstance(a, str) and re.fullmatch(r"('self'|'none'|https?://[A-Za-z0-9.\-*]+(:\d+)?)", a)
+            # A host may start with "*." (subdomains of one site), never be "*" itself: any site.
+            isinstance(a, str)
+            and re.fullmatch(r"('self'|'none'|https?://(\*\.[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+|[A-Za-z0-9.\-]+)(:\d+)?)", a)
             for a in fa
         ):
             raise UserError(
-                "frame_ancestors must be origins like https://app.prolific.com or 'self'",
+                "frame_ancestors must be origins like https://app.prolific.com, https://*.example.org or "
+                "'self' (a wildcard host such as https://* or * would let any site frame the task pages)",
                 field="frame_ancestors",
             )
         out["frame_ancestors"] = fa
@@ -263,14 +266,11 @@ def project_dict(session: Session, project: Project) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=128)  # every lease sends them; they change only when an admin edits them
 def instructions_html(text: str) -> str:
-    """The project's Markdown instructions as HTML, with any raw HTML in them escaped."""
-    import html
+    """The project's Markdown instructions as sanitised HTML (:mod:`backend.services.instructions`)."""
+    from backend.services.instructions import instructions_html as render
 
-    import markdown
-
-    return markdown.markdown(html.escape(text or ""), extensions=["sane_lists"])
+    return render(text)
 
 
 def list_projects(session: Session) -> list[Project]:

@@ -5,6 +5,9 @@ than k submitted or live leases, that this annotator has not worked on in this g
 share of the tasks (the project's gold fraction) are gold crops, whose expert labels are known:
 their submissions score the annotator and never feed the data. Expired leases return the crop
 to the pool.
+
+A worker id is only a name anyone could type: a live task goes again (a reload) only to the browser
+holding its resume secret (:func:`backend.services.tokens.resume_secret`); see :func:`lease_task`.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.crowd import Identity, platform_for
-from backend.errors import BusyError, ConflictError, ForbiddenError, NotFoundError, UserError
+from backend.errors import BusyError, ConflictError, ForbiddenError, NotFoundError, TooManyRequestsError, UserError
 from backend.models import Annotator, Assignment, Crop, Image, LabelRevision, Project, Round, utcnow
 from backend.queue import JobQueue
 from backend.services import labels_io
 from backend.services.task_access import TaskAccess
-from backend.services.tokens import issue_token, token_hash
+from backend.services.tokens import issue_token, resume_matches, resume_secret, token_hash
 from backend.storage import BlobStore
 
 
@@ -40,6 +43,7 @@ class Lease:
     assignment: Assignment | None  # None for a read-only preview
     token: str
     preview: bool
+    resume: str | None = None  # the browser's proof for a reload (None for a preview)
 
 
 def expire_leases(session: Session, now: datetime | None = None) -> int:
@@ -135,11 +139,15 @@ def lease_task(
     secret: str,
     ttl_s: int,
     now: datetime | None = None,
+    resume: str | None = None,
+    max_open: int | None = None,
 ) -> Lease:
     """Lease the next task for the worker named by the platform parameters ``params``.
 
-    An annotator who still holds a live lease gets it back (with a fresh token) so a page reload
-    continues the same crop. MTurk preview gets a read-only token for a crop, and no lease.
+    ``resume``: the secret of the browser's last lease. A live lease of this worker that the link
+    still names comes back with it (a reload: fresh token, the old one retired); without it, a new
+    task, or 409 when the link names the held task (a per-crop link, an MTurk assignment resent).
+    ``max_open``: live leases one worker may hold (429 past it). MTurk preview: read-only, no lease.
     """
     now = now or utcnow()
     platform = platform_for(project.platform)
@@ -150,15 +158,25 @@ def lease_task(
             raise NoTaskError("there are no tasks in this project right now")
         return Lease(crop=crop, assignment=None, token=issue_token(secret, crop.id, None, "preview"), preview=True)
     annotator = get_annotator(session, project, platform.name, identity.worker_id)
-    live = session.scalar(
+    live = session.scalars(
         select(Assignment)
         .where(Assignment.annotator_id == annotator.id, Assignment.status == "leased", Assignment.lease_expires_at >= now)
         .order_by(Assignment.id.desc())
-        .limit(1)
-    )
-    if live is not None and (identity.crop_id is None or live.crop_id == identity.crop_id):
-        crop = session.get(Crop, live.crop_id)
-        return _issue(session, secret, crop, live)
+    ).all()
+    named = [a for a in live if _link_names(a, identity)]
+    mine = next((a for a in named if resume_matches(secret, a.id, resume)), None)
+    if mine is not None:  # the same browser again (a reload)
+        return _issue(session, secret, session.get(Crop, mine.crop_id), mine)
+    held = next((a for a in named if identity.crop_id is not None or _same_platform_assignment(a, identity)), None)
+    if held is not None:
+        raise ConflictError(
+            "this task is open in another browser or tab; continue it there (it is held until "
+            f"{held.lease_expires_at:%H:%M} UTC, then it can be opened here)")
+    if max_open is not None and len(live) >= max_open:
+        wait = min((a.lease_expires_at - now).total_seconds() for a in live)
+        raise TooManyRequestsError(
+            f"you already have {len(live)} open tasks in this project, the most one worker may hold "
+            "(MAX_OPEN_LEASES_PER_WORKER); submit one of them, or wait until one expires", retry_after_s=wait)
     crop = _pick_crop(session, project, annotator, identity, now)
     assignment = Assignment(
         crop_id=crop.id,
@@ -174,6 +192,20 @@ def lease_task(
     session.add(assignment)
     session.flush()
     return _issue(session, secret, crop, assignment)
+
+
+def _link_names(assignment: Assignment, identity: Identity) -> bool:
+    """Whether the task link of ``identity`` may continue ``assignment`` (same crop, when the link
+    names one; the same platform assignment, when the platform has one)."""
+    if identity.crop_id is not None and assignment.crop_id != identity.crop_id:
+        return False
+    sent = identity.params.get("assignmentId")
+    return sent is None or (assignment.platform_params or {}).get("assignmentId") == sent
+
+
+def _same_platform_assignment(assignment: Assignment, identity: Identity) -> bool:
+    sent = identity.params.get("assignmentId")
+    return sent is not None and (assignment.platform_params or {}).get("assignmentId") == sent
 
 
 def _candidates_any(project: Project):
@@ -248,7 +280,8 @@ def _issue(session: Session, secret: str, crop: Crop, assignment: Assignment) ->
     token = issue_token(secret, crop.id, assignment.id, "edit")
     assignment.token_hash = token_hash(token)
     session.flush()
-    return Lease(crop=crop, assignment=assignment, token=token, preview=False)
+    return Lease(crop=crop, assignment=assignment, token=token, preview=False,
+                 resume=resume_secret(secret, assignment.id))
 
 
 # --- revisions -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ assignment, so issuing a new one (a refresh of the page) retires the old one.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -53,3 +54,21 @@ def verify_token(secret: str, token: str, max_age_s: int) -> TokenClaims:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+RESUME_SALT = b"looplabel-resume-v1:"
+
+
+def resume_secret(secret: str, assignment_id: int) -> str:
+    """The secret that lets the browser holding a lease open it again (a reload) with a new token.
+
+    The lease answer carries it; the page keeps it in its tab's sessionStorage and sends it with
+    the next lease. Without it, a lease by the same worker id (another browser, or someone who
+    knows the id) never gets this task: the worker id alone proves nothing.
+    """
+    return hmac.new(secret.encode(), RESUME_SALT + str(int(assignment_id)).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def resume_matches(secret: str, assignment_id: int, sent: object) -> bool:
+    """Whether ``sent`` is the resume secret of ``assignment_id`` (constant-time)."""
+    return isinstance(sent, str) and sent.isascii() and hmac.compare_digest(resume_secret(secret, assignment_id), sent)

@@ -23,7 +23,9 @@ import { TaskSaver } from "./annotate/autosave.js";
 import { performCompletion } from "./annotate/completion.js";
 import { CrowdApi } from "./annotate/crowd_api.js";
 import { PageUi } from "./annotate/screens.js";
-import { forgetTaskParams, readTaskParams, rememberTaskParams, stripTaskParams } from "./annotate/task_link.js";
+import {
+  forgetTaskParams, readResume, readTaskParams, rememberResume, rememberTaskParams, stripTaskParams,
+} from "./annotate/task_link.js";
 
 const FEATURE_NAMES = { whole_cell: "Whole cell", nuclear: "Nuclear" };
 /** Seconds without input after which the annotator no longer counts as active. */
@@ -53,7 +55,8 @@ async function boot() {
   const api = new CrowdApi(projectId);
   let lease;
   try {
-    lease = await api.lease(params);
+    lease = await api.lease(params, readResume(projectId));
+    rememberResume(projectId, lease.resume);
   } catch (err) {
     showLeaseError(err);
     return;
@@ -96,7 +99,7 @@ async function boot() {
   editor.bindKeys(window);
   blockHostScrolling();
 
-  ui.roles.instructions.innerHTML = task.instructions_html || "<p>Correct the outline of every cell.</p>"; // server-rendered Markdown, HTML-escaped
+  ui.roles.instructions.innerHTML = task.instructions_html || "<p>Correct the outline of every cell.</p>"; // server-rendered Markdown, sanitised (allowlist)
   ui.setTaskLabel(`Crop #${task.crop_id} · ${height}×${width} px`);
   if (lease.preview) ui.banner("Preview: accept the task on your platform to start annotating.", "warn");
   else if (task.read_only) ui.banner("This task is finished: you can look, but not edit.", "info");
@@ -115,9 +118,9 @@ async function boot() {
 function showLeaseError(err) {
   const titles = {
     0: "Cannot reach the server", 400: "This task link is not valid", 403: "You cannot take tasks in this project",
-    404: "No task for you right now", 409: "This task cannot be opened",
+    404: "No task for you right now", 409: "This task cannot be opened", 429: "Too many tasks were requested",
   };
-  const transient = err.status === 0 || err.status >= 500;
+  const transient = err.status === 0 || err.status === 429 || err.status >= 500;
   ui.showScreen({
     title: titles[err.status] || "The task could not be opened",
     text: sentence(err.message),
@@ -211,6 +214,7 @@ function startSaving({ api, task, editor, store, key, restored, labels }) {
       editor.setReadOnly(true);
       if (store) await store.discard(key).catch(() => {});
       forgetTaskParams(projectId);
+      rememberResume(projectId, null);
       ui.setSaveState("submitted");
       const again = task.platform === "generic" && result.completion.kind === "post_message";
       performCompletion(result.completion, result.assignment_id, (view) => ui.showScreen({

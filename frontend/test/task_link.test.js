@@ -1,7 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 
-import { forgetTaskParams, readTaskParams, rememberTaskParams, stripTaskParams } from "../pages/annotate/task_link.js";
+import {
+  forgetTaskParams, readResume, readTaskParams, rememberResume, rememberTaskParams, stripTaskParams,
+} from "../pages/annotate/task_link.js";
 
 /** sessionStorage look-alike. */
 function memoryStorage() {
@@ -79,4 +81,24 @@ test("stripTaskParams drops the query string in place, keeping path, hash and hi
   } finally {
     globalThis.window = saved;
   }
+});
+
+test("the resume secret is kept per project for this tab, and forgotten on request", () => {
+  const storage = memoryStorage();
+  assert.equal(readResume(4, storage), null);
+  rememberResume(4, "0a1b2c", storage);
+  rememberResume(5, "ffee", storage);
+  assert.equal(readResume(4, storage), "0a1b2c");
+  assert.equal(readResume(5, storage), "ffee");
+  rememberResume(4, null, storage);
+  assert.equal(readResume(4, storage), null);
+  assert.equal(readResume(5, storage), "ffee");
+});
+
+test("a tampered or blocked resume store reads as no secret", () => {
+  const storage = memoryStorage();
+  storage.setItem("looplabel:resume:4", "<script>");
+  assert.equal(readResume(4, storage), null);
+  assert.equal(readResume(4, blockedStorage), null);
+  assert.doesNotThrow(() => rememberResume(4, "ab", blockedStorage));
 });

@@ -49,8 +49,10 @@ def make_project(rt, *, k=2, gold_fraction=0.0, platform="generic", with_truth=F
         return project.id, [c.id for c in crops]
 
 
-def lease(client, project_id, **params):
-    return client.post(f"/api/crowd/{project_id}/lease", json={"params": params})
+def lease(client, project_id, resume=None, **params):
+    """Lease as the page does: the task link's parameters, and the resume secret of this tab's last
+    lease (None: a new browser)."""
+    return client.post(f"/api/crowd/{project_id}/lease", json={"params": params, "resume": resume})
 
 
 def auth(token):
@@ -79,14 +81,14 @@ def test_lease_k_per_crop_no_repeats_and_reload(client, runtime):
     assert a["task"]["crop_id"] == b["task"]["crop_id"] == crop_ids[0]  # fill a crop before the next
     assert c["task"]["crop_id"] == crop_ids[1]
     # Reloading the task link returns the same lease with a new token; the old token is retired.
-    a2 = lease(client, project_id, worker="ann-a").json
+    a2 = lease(client, project_id, worker="ann-a", resume=a["resume"]).json
     assert a2["task"]["crop_id"] == crop_ids[0] and a2["token"] != a["token"]
     assert client.get(f"/api/crowd/crops/{crop_ids[0]}", headers=auth(a["token"])).status_code == 401
     assert client.get(f"/api/crowd/crops/{crop_ids[0]}", headers=auth(a2["token"])).status_code == 200
     r = client.post(f"/api/crowd/crops/{crop_ids[0]}/submit", json={"active_seconds": 12.5, "edit_count": 3},
                     headers=auth(a2["token"]))
     assert r.status_code == 200, r.json
-    a3 = lease(client, project_id, worker="ann-a").json
+    a3 = lease(client, project_id, worker="ann-a", resume=a2["resume"]).json
     assert a3["task"]["crop_id"] not in (crop_ids[0],)
 
 
@@ -363,7 +365,7 @@ def test_every_read_endpoint_applies_the_token_rules(client, runtime, suffix):
     project_id, _ = make_project(runtime, k=1)
     first = lease(client, project_id, worker="a").json
     other = lease(client, project_id, worker="b").json["task"]["crop_id"]
-    current = lease(client, project_id, worker="a").json  # opening the task again retires the first token
+    current = lease(client, project_id, worker="a", resume=first["resume"]).json  # a reload retires the first token
     crop_id = current["task"]["crop_id"]
     url = f"/api/crowd/crops/{{}}{suffix}"
     assert client.get(url.format(crop_id), headers=auth(current["token"])).status_code == 200

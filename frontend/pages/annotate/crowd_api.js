@@ -41,11 +41,13 @@ export class CrowdApi {
    * Lease a task with the task link's platform parameters; keeps the token.
    *
    * @param {Record<string, string>} params Query parameters of the task link.
-   * @returns {Promise<{token: string, preview: boolean, task: object}>}
+   * @param {string|null} [resume] The resume secret of this tab's last lease:
+   *   with it, a reload gets the same task back.
+   * @returns {Promise<{token: string, preview: boolean, resume: string|null, task: object}>}
    */
-  async lease(params) {
+  async lease(params, resume = null) {
     this.token = null;
-    const answer = await this.json(`/api/crowd/${this.projectId}/lease`, "POST", { params });
+    const answer = await this.json(`/api/crowd/${this.projectId}/lease`, "POST", { params, resume });
     this.token = answer.token;
     return answer;
   }

@@ -3,12 +3,15 @@
  * MTurk's `assignmentId`...). The page reads them from the address bar,
  * keeps them in sessionStorage (so a reload of this tab can lease the same
  * task again) and strips them from the address bar. The assignment token is
- * never stored: it lives in memory only.
+ * never stored: it lives in memory only. The lease's resume secret is kept in
+ * the same tab's sessionStorage: it proves to the server that a reload comes
+ * from the browser that holds the task (the worker id alone does not).
  *
  * @module pages/annotate/task_link
  */
 
 const KEY_PREFIX = "looplabel:task-link:";
+const RESUME_PREFIX = "looplabel:resume:";
 
 function storageKey(projectId) {
   return `${KEY_PREFIX}${projectId}`;
@@ -71,6 +74,36 @@ export function forgetTaskParams(projectId, storage = safeSessionStorage()) {
   try {
     storage?.removeItem(storageKey(projectId));
   } catch { /* nothing to forget */ }
+}
+
+/**
+ * The resume secret of this tab's last lease in the project, or null.
+ *
+ * @param {number} projectId
+ * @param {Storage} [storage=window.sessionStorage]
+ * @returns {string|null}
+ */
+export function readResume(projectId, storage = safeSessionStorage()) {
+  try {
+    const value = storage?.getItem(`${RESUME_PREFIX}${projectId}`);
+    return typeof value === "string" && /^[0-9a-f]{1,128}$/.test(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Keep (or, with null, forget) the resume secret of this tab's lease.
+ *
+ * @param {number} projectId
+ * @param {string|null} resume
+ * @param {Storage} [storage=window.sessionStorage]
+ */
+export function rememberResume(projectId, resume, storage = safeSessionStorage()) {
+  try {
+    if (resume) storage?.setItem(`${RESUME_PREFIX}${projectId}`, resume);
+    else storage?.removeItem(`${RESUME_PREFIX}${projectId}`);
+  } catch { /* blocked: a reload gets a new task instead of this one */ }
 }
 
 function safeSessionStorage() {
