@@ -319,6 +319,10 @@ class Simulation:
         with self.runtime.db.session() as s:
             for role, password in passwords.items():
                 create_user(s, f"sim-{role}-{tag}", role, password)
+        # the whole simulated crowd leases from this one address: lift the per-address and
+        # per-platform lease limits for this run (a real crowd spreads over addresses)
+        self.runtime.settings = self.runtime.settings.with_overrides(
+            leases_per_address_per_min=10**6, leases_per_platform_per_min=10**6)
         app = build_app(runtime=self.runtime)
         held_out = HeldOutTest(config)
         rounds = []
