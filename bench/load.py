@@ -14,7 +14,7 @@ folder (STORAGE_URL when set, else a temporary folder), seeds a project of synth
 2. **saturation** — the same flow with no think time, by closed-loop clients at rising
    concurrency (4, 8, 16, ...) for a few seconds each, until throughput stops growing.
 3. **crop fetch vs static** — at the best concurrency, clients fetch crop channels for a few
-   seconds, then a static file of the same byte size from ``/static/`` (written into
+   seconds, then a static file of the same byte size from ``/static/pages/`` (written into
    ``frontend/`` for the run and removed after), twice over: the ratio of the summed rates.
 
 Afterwards every revision that got a 201 is read back from the database and the store and
@@ -384,7 +384,8 @@ async def crop_vs_static(site: Site, clients: int, seconds: float, static_dir: P
         raise RuntimeError(f"no task could be leased for the fetch comparison: {rec.samples}")
     probe = await conn.request("GET", f"/api/crowd/crops/{tokens[0][0]}/channels", tokens[0][1])
     conn.close()
-    static_name = f"bench-load-{uuid.uuid4().hex[:8]}.bin"
+    # a .js under pages/: the only kind of file the static route serves
+    static_name = f"bench-load-{uuid.uuid4().hex[:8]}.js"
     static_path = static_dir / static_name
     static_path.write_bytes(os.urandom(len(probe.body)))
     try:
@@ -395,7 +396,7 @@ async def crop_vs_static(site: Site, clients: int, seconds: float, static_dir: P
             await rec.call(conn, "crop_fetch", "GET", f"/api/crowd/crops/{crop_id}/channels", 200, auth)
 
         async def static(conn, rec):
-            await rec.call(conn, "static", "GET", f"/static/{static_name}", 200)
+            await rec.call(conn, "static", "GET", f"/static/pages/{static_name}", 200)
 
         rates = {"crop": [], "static": []}
         for _ in range(2):  # alternate, so a change in the machine's load hits both alike
@@ -594,7 +595,7 @@ def main() -> None:
                 break
             clients *= 2
 
-        fetch = asyncio.run(crop_vs_static(site, max(best_clients, 4), args.step_s, REPO / "frontend"))
+        fetch = asyncio.run(crop_vs_static(site, max(best_clients, 4), args.step_s, REPO / "frontend" / "pages"))
         ratio = fetch["crop_fetch_per_s"] / max(fetch["static_per_s"], 1e-9)
         samples += fetch["samples"]
         print(f"\nfetch, {max(best_clients, 4)} clients, {fetch['bytes']} bytes each: crop channels "
