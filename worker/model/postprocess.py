@@ -1,169 +1,44 @@
 """Deep watershed: model outputs (inner distance + interior probability) → instance labels.
 
-Pure NumPy / SciPy / scikit-image, vectorised over cells (no Python loop over cells).
+Pure NumPy / SciPy, vectorised over cells (no Python loop over cells).
 
-Algorithm (Greenwald et al., Methods, "PanopticNet post-processing", with the current Mesmer
-whole-cell defaults):
+Algorithm (Greenwald et al., Methods, "PanopticNet post-processing", deepcell-toolbox's
+``deep_watershed`` with ``maxima_algorithm="h_maxima"`` and the current Mesmer whole-cell
+defaults):
 
 1. the interior probability is smoothed (Gaussian, ``smoothing`` px) and thresholded at
    ``interior_threshold``; optionally pixels the model calls interior or border join it:
    the mask that cells may occupy;
-2. peaks of the inner distance: mask pixels that are the highest of the disk of ``radius``
-   px around them;
-3. watershed of the inner distance over the mask, computed as steepest ascent: every mask
-   pixel points to its highest 4-neighbour (or, at a 4-neighbour maximum that is no peak,
-   to the highest pixel of its disk) and pointer jumping finds the peak it drains to. A few
-   vectorised gathers instead of a priority queue: ``skimage.segmentation.watershed`` alone
-   takes about 1 s per feature at 2048² on one core, and h-maxima by reconstruction 2-3 s;
-4. the h-maxima rule of Mesmer's peak finder, on the basin adjacency: a basin whose peak is
-   not above ``maxima_threshold`` is background; a peak that rises less than
-   ``maxima_threshold`` above the saddle to a neighbour with an at least as high peak (its
-   *dynamic*) is no cell of its own, and its basin joins that neighbour;
-5. objects smaller than ``min_size`` px are removed and holes of at most ``max_hole_size`` px
+2. markers: the h-maxima of the inner distance, exactly ``skimage.morphology.h_maxima``
+   (``h = maxima_threshold``, footprint the disk of ``radius`` px, by default the
+   4-neighbourhood; the map counts as 0 outside the mask): a peak is a cell when you must
+   descend at least ``h`` from it to reach any higher pixel, however long the way, through
+   however many lower peaks (:mod:`worker.model.hmaxima`);
+3. the marker watershed of the inner distance over the mask, as
+   ``skimage.segmentation.watershed(-inner_distance, markers, mask=mask)`` up to tie-breaks
+   between equally good paths (:mod:`worker.model.marker_flood`);
+4. objects smaller than ``min_size`` px are removed and holes of at most ``max_hole_size`` px
    enclosed by a single cell are filled; ids are made consecutive.
+
+Steps 2 and 3 share one graph of steepest-ascent basins and its maximum spanning tree
+(:mod:`worker.model.basins`): a few dozen vectorised passes instead of scikit-image's sort
+and priority queue, about 8 times faster at 2048² (``bench/postprocess.py``).
+:func:`reference_deep_watershed` is the same pipeline with scikit-image's ``h_maxima`` and
+``watershed`` (for the tests and ``bench/postprocess.py``).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from worker.model.basins import basin_graph
+from worker.model.hmaxima import hmaxima_markers, reference_marker_watershed
+from worker.model.marker_flood import flood_from_markers
 from worker.model.transforms import FEATURES
-
-
-def _disk_offsets(radius: int) -> list[tuple[int, int]]:
-    """(dy, dx) of the pixels of a disk of ``radius`` px around a pixel, without itself."""
-    r = int(radius)
-    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
-            if 0 < dy * dy + dx * dx <= r * r]
-
-
-def _ascent_basins(
-    height: np.ndarray, mask: np.ndarray, radius: int
-) -> tuple[np.ndarray, int, np.ndarray]:
-    """Steepest-ascent basins of the summits of ``height`` inside ``mask``.
-
-    Every mask pixel points to its highest 4-neighbour in the mask (equal heights are ordered
-    by position); a pixel higher than its 4 neighbours but not the highest of its disk of
-    ``radius`` px (1..3) points to the disk's highest pixel; summits (the highest pixel of
-    their disk: the peaks of Mesmer's peak finder) point to themselves. Pointer jumping
-    (``ptr = ptr[ptr]``, about log2 of the longest path iterations) finds every pixel's
-    summit.
-
-    Returns
-    -------
-    basins : np.ndarray of int32, shape (H, W)
-        Basin id per pixel (1..n), 0 outside the mask.
-    n_basins : int
-    peak : np.ndarray of float32, shape (n + 1,)
-        Height of each basin's summit (index 0 unused).
-    """
-    rows, cols = height.shape
-    # One sortable key per pixel: the height quantised to 25 bits, then the pixel's position
-    # modulo 8 (3 + 3 bits). The maximum key over the disk names the highest pixel and,
-    # through the position bits, where it is (offsets of up to 3 px are unique modulo 8);
-    # ties in height are broken by position, so every pointer chain strictly climbs.
-    h = height.astype(np.float32)
-    low, high = float(h[mask].min()), float(h[mask].max())
-    levels = (h - low) * np.float32((2**25 - 2) / max(high - low, 1e-12))
-    np.clip(levels, 0, 2**25 - 2, out=levels)
-    key = (levels.astype(np.uint32) + np.uint32(1)) << np.uint32(6)
-    yy = np.arange(rows, dtype=np.uint32)[:, None] & np.uint32(7)
-    xx = np.arange(cols, dtype=np.uint32)[None, :] & np.uint32(7)
-    key |= (yy << np.uint32(3)) | xx
-    key[~mask] = 0
-    disk = np.array([[dy * dy + dx * dx <= radius * radius for dx in range(-radius, radius + 1)]
-                     for dy in range(-radius, radius + 1)])
-    best_disk = ndi.maximum_filter(key, footprint=disk, mode="constant", cval=0)
-    cross = ndi.generate_binary_structure(2, 1)  # not all-ones: ndimage's fast 2-D path
-    best_near = ndi.maximum_filter(key, footprint=cross, mode="constant", cval=0)
-    summit = mask & (best_disk == key)
-    # climb to the highest 4-neighbour (keeps basin borders where flooding puts them); only
-    # from a 4-neighbour maximum that is not a disk maximum, jump to the disk's highest pixel
-    best = np.where(best_near != key, best_near, best_disk)
-    best_y = ((best >> np.uint32(3)) & np.uint32(7)).astype(np.int32)
-    best_x = (best & np.uint32(7)).astype(np.int32)
-    dy = (best_y - yy.astype(np.int32) + 4) % 8 - 4
-    dx = (best_x - xx.astype(np.int32) + 4) % 8 - 4
-    step = np.where(summit, 0, dy * cols + dx)
-    summits, n_basins = ndi.label(summit, structure=np.ones((3, 3), bool))
-    peak = np.zeros(n_basins + 1, np.float32)
-    peak[summits[summit]] = h[summit]
-
-    inside = np.flatnonzero(mask).astype(np.int32)
-    to_inside = np.full(h.size, -1, np.int32)
-    to_inside[inside] = np.arange(inside.size, dtype=np.int32)
-    ptr = to_inside[inside + step.ravel()[inside]]
-    while True:
-        jumped = ptr[ptr]
-        if np.array_equal(jumped, ptr):
-            break
-        ptr = jumped
-    basins = np.zeros(h.size, np.int32)
-    basins[inside] = summits.ravel()[inside[ptr]]
-    return basins.reshape(h.shape), n_basins, peak
-
-
-def _merge_shallow_basins(
-    basins: np.ndarray, height: np.ndarray, peak: np.ndarray, min_height: float
-) -> np.ndarray:
-    """Merge basins the way marker flooding with Mesmer's h-maxima peak finder would.
-
-    A basin whose summit is no higher than ``min_height`` is background. A basin whose summit
-    rises less than ``min_height`` above the saddle to a neighbour with an at least as high
-    summit (its *dynamic* is below ``min_height``) joins the neighbour across its highest
-    such saddle; linked basins form one cell.
-
-    Only pixels within ``min_height`` of their own summit can lie on such a saddle, so only
-    their 4-neighbourhoods are examined.
-
-    Returns
-    -------
-    np.ndarray of int32, shape (n_basins + 1,)
-        ``lookup[basin_id]`` → consecutive cell id, 0 for background.
-    """
-    n_basins = peak.size - 1
-    rows, cols = basins.shape
-    flat_b = basins.ravel()
-    flat_h = height.ravel()
-    cell = peak > min_height
-    cell[0] = False
-    near_summit = np.flatnonzero(cell[flat_b] & (flat_h > peak[flat_b] - min_height))
-    ys, xs = np.divmod(near_summit, cols)
-    srcs, dsts, saddles = [], [], []
-    for dy, dx in _disk_offsets(1):
-        inside = (ys + dy >= 0) & (ys + dy < rows) & (xs + dx >= 0) & (xs + dx < cols)
-        p = near_summit[inside]
-        q = p + (dy * cols + dx)
-        bp, bq = flat_b[p], flat_b[q]
-        s = np.minimum(flat_h[p], flat_h[q])
-        shallow = (bq != bp) & cell[bq] & (peak[bq] >= peak[bp]) & (peak[bp] - s < min_height)
-        srcs.append(bp[shallow])
-        dsts.append(bq[shallow])
-        saddles.append(s[shallow])
-    src = np.concatenate(srcs)
-    dst = np.concatenate(dsts)
-    sad = np.concatenate(saddles)
-    # best neighbour of every shallow basin: across its highest saddle
-    best_saddle = np.full(n_basins + 1, -np.inf, np.float32)
-    np.maximum.at(best_saddle, src, sad)
-    best = sad >= best_saddle[src]
-    partner = np.zeros(n_basins + 1, np.int64)
-    partner[src[best]] = dst[best]  # among equal saddles, any one
-    src = np.unique(src)
-    dst = partner[src]
-    graph = coo_matrix((np.ones(src.size), (src, dst)), shape=(n_basins + 1, n_basins + 1))
-    _, component = connected_components(graph, directed=False)
-    keep = cell.copy()
-    new_id = np.zeros(component.max() + 1, np.int32)
-    kept = np.unique(component[keep])
-    new_id[kept] = np.arange(1, kept.size + 1, dtype=np.int32)
-    return np.where(keep, new_id[component], 0).astype(np.int32)
 
 
 def _fill_enclosed_holes(labels: np.ndarray, max_hole_size: int | None) -> np.ndarray:
@@ -181,22 +56,27 @@ def _fill_enclosed_holes(labels: np.ndarray, max_hole_size: int | None) -> np.nd
         candidate &= sizes <= max_hole_size
     if not candidate.any():
         return labels
-    # (hole, cell) neighbour pairs from 4-adjacency, candidate holes only
+    # (hole, cell) neighbour pairs from 4-adjacency, pixels of candidate holes only
+    ys, xs = np.nonzero(candidate[holes])
+    hole_ids = holes[ys, xs]
     n_ids = int(labels.max()) + 1
+    rows, cols = labels.shape
     keys = []
-    for a, b in ((holes[:, :-1], labels[:, 1:]), (holes[:, 1:], labels[:, :-1]),
-                 (holes[:-1, :], labels[1:, :]), (holes[1:, :], labels[:-1, :])):
-        touch = candidate[a] & (b > 0)
-        keys.append(a[touch].astype(np.int64) * n_ids + b[touch])
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        ny, nx = ys + dy, xs + dx
+        inside = (ny >= 0) & (ny < rows) & (nx >= 0) & (nx < cols)
+        cell = labels[ny[inside], nx[inside]]
+        touch = cell > 0
+        keys.append(hole_ids[inside][touch].astype(np.int64) * n_ids + cell[touch])
     keys = np.unique(np.concatenate(keys))
     hole_of, cell_of = keys // n_ids, keys % n_ids
     n_neighbours = np.bincount(hole_of, minlength=n_holes + 1)
     owner = np.zeros(n_holes + 1, labels.dtype)
     owner[hole_of] = cell_of
     fillable = candidate & (n_neighbours == 1)
-    fill = fillable[holes]
+    fill = fillable[hole_ids]
     out = labels.copy()
-    out[fill] = owner[holes[fill]]
+    out[ys[fill], xs[fill]] = owner[hole_ids[fill]]
     return out
 
 
@@ -211,13 +91,79 @@ def remove_small_and_relabel(labels: np.ndarray, min_size: int) -> np.ndarray:
     return lookup[labels]
 
 
+def _fast_marker_watershed(height: np.ndarray, mask: np.ndarray, h: float,
+                           radius: int) -> np.ndarray:
+    """h-maxima markers flooded over the mask: int32 (H, W), marker ids, 0 elsewhere."""
+    graph = basin_graph(height, mask)
+    markers = hmaxima_markers(graph, h, radius)
+    if not markers.any():
+        return markers
+    return flood_from_markers(graph, markers)
+
+
+def _deep_watershed(
+    marker_watershed: Callable[[np.ndarray, np.ndarray, float, int], np.ndarray],
+    inner_distance: np.ndarray,
+    interior: np.ndarray,
+    maxima_threshold: float,
+    interior_threshold: float,
+    smoothing: float,
+    radius: int,
+    min_size: int,
+    maxima_smoothing: float,
+    max_hole_size: int | None,
+    background: np.ndarray | None,
+) -> np.ndarray:
+    maxima = np.ascontiguousarray(inner_distance, dtype=np.float32)
+    interior = np.ascontiguousarray(interior, dtype=np.float32)
+    if maxima.ndim != 2 or maxima.shape != interior.shape:
+        raise ValueError(
+            "inner_distance and interior must be 2-D maps of the same shape (H, W), got "
+            f"{maxima.shape} and {interior.shape}; drop the batch and channel axes first"
+        )
+    if not 1 <= radius <= 3:
+        raise ValueError(f"radius must be 1, 2 or 3 pixels, got {radius}")
+    if not maxima_threshold > 0:
+        raise ValueError(f"maxima_threshold must be > 0 (the h of h-maxima), got "
+                         f"{maxima_threshold}")
+    if not (np.all(np.isfinite(maxima)) and np.all(np.isfinite(interior))):
+        raise ValueError("model outputs hold NaN or infinite values; the model is broken")
+    if maxima.size == 0:
+        return np.zeros(maxima.shape, np.int32)
+
+    # 1. the mask cells may occupy
+    if smoothing > 0:
+        interior = ndi.gaussian_filter(interior, smoothing, truncate=3.0)
+    mask = interior > interior_threshold
+    if background is not None:
+        background = np.ascontiguousarray(background, dtype=np.float32)
+        if background.shape != mask.shape:
+            raise ValueError(
+                f"background must have the shape of interior {mask.shape}, got {background.shape}"
+            )
+        mask |= background < 0.5
+    if maxima_smoothing > 0:
+        maxima = ndi.gaussian_filter(maxima, maxima_smoothing, truncate=3.0)
+    if not mask.any():
+        return np.zeros(maxima.shape, np.int32)
+
+    # 2.-3. h-maxima markers, flooded over the mask
+    labels = marker_watershed(maxima, mask, float(maxima_threshold), int(radius))
+
+    # 4. clean up
+    labels = remove_small_and_relabel(labels, min_size)
+    if max_hole_size is None or max_hole_size > 0:
+        labels = _fill_enclosed_holes(labels, max_hole_size)
+    return labels.astype(np.int32, copy=False)
+
+
 def deep_watershed(
     inner_distance: np.ndarray,
     interior: np.ndarray,
     maxima_threshold: float = 0.075,
     interior_threshold: float = 0.2,
     smoothing: float = 2,
-    radius: int = 2,
+    radius: int = 1,
     min_size: int = 15,
     *,
     maxima_smoothing: float = 0.0,
@@ -233,18 +179,24 @@ def deep_watershed(
     interior : np.ndarray of float, shape (H, W)
         Predicted probability of the interior class, in [0, 1].
     maxima_threshold : float
-        Minimum height of a peak of the inner distance, both absolute and above the saddle to
-        its neighbouring basin (h-maxima rule). Mesmer whole-cell default 0.075.
+        The h of h-maxima (> 0): a peak of the inner distance is a cell when every path from
+        it to a higher pixel descends at least this much (pixels outside the mask count as
+        0, so a cell's peak must also be at least this high). Mesmer whole-cell default 0.075.
     interior_threshold : float
         Threshold on the smoothed interior probability that defines the cell mask.
     smoothing : float
         Gaussian sigma (pixels) applied to the interior probability; 0 disables it.
     radius : int
-        Radius (pixels, 1..3) of the disk within which a peak must be the maximum.
+        Radius (pixels, 1..3) of the disk footprint of the h-maxima: how far apart two pixels
+        may be and still count as neighbours on the way down from a peak. 1 (the
+        4-neighbourhood) measures a peak's dynamic along the paths the 4-connected flood
+        takes; larger disks (deepcell-toolbox uses ``disk(radius)``) step over valleys up to
+        ``radius - 1`` px wide, so cells separated by a one-pixel border can merge.
     min_size : int
         Objects with fewer pixels are removed.
     maxima_smoothing : float
-        Gaussian sigma (pixels) applied to the inner distance before peak finding; 0 = none.
+        Gaussian sigma (pixels) applied to the inner distance before peak finding and
+        flooding; 0 = none.
     max_hole_size : int or None
         Holes (background regions enclosed by one cell) up to this many pixels are filled;
         None fills every enclosed hole, 0 fills none.
@@ -258,47 +210,32 @@ def deep_watershed(
     np.ndarray of int32, shape (H, W)
         Instance labels, 0 = background, ids 1..n consecutive.
     """
-    maxima = np.ascontiguousarray(inner_distance, dtype=np.float32)
-    interior = np.ascontiguousarray(interior, dtype=np.float32)
-    if maxima.ndim != 2 or maxima.shape != interior.shape:
-        raise ValueError(
-            "inner_distance and interior must be 2-D maps of the same shape (H, W), got "
-            f"{maxima.shape} and {interior.shape}; drop the batch and channel axes first"
-        )
-    if not 1 <= radius <= 3:
-        raise ValueError(f"radius must be 1, 2 or 3 pixels, got {radius}")
-    if not (np.all(np.isfinite(maxima)) and np.all(np.isfinite(interior))):
-        raise ValueError("model outputs hold NaN or infinite values; the model is broken")
-    if maxima.size == 0:
-        return np.zeros(maxima.shape, np.int32)
+    return _deep_watershed(_fast_marker_watershed, inner_distance, interior,
+                           maxima_threshold, interior_threshold, smoothing, radius, min_size,
+                           maxima_smoothing, max_hole_size, background)
 
-    if smoothing > 0:
-        interior = ndi.gaussian_filter(interior, smoothing, truncate=3.0)
-    mask = interior > interior_threshold
-    if background is not None:
-        background = np.ascontiguousarray(background, dtype=np.float32)
-        if background.shape != mask.shape:
-            raise ValueError(
-                f"background must have the shape of interior {mask.shape}, got {background.shape}"
-            )
-        mask |= background < 0.5
-    if maxima_smoothing > 0:
-        maxima = ndi.gaussian_filter(maxima, maxima_smoothing, truncate=3.0)
 
-    if not mask.any():
-        return np.zeros(maxima.shape, np.int32)
-    # 2.-4. basins of the summits (the peaks), merged by the h-maxima rule
-    basins, n_basins, peak = _ascent_basins(maxima, mask, radius)
-    if not (peak[1:] > maxima_threshold).any():
-        return np.zeros(maxima.shape, np.int32)
-    lookup = _merge_shallow_basins(basins, maxima, peak, maxima_threshold)
-    labels = lookup[basins]
+def reference_deep_watershed(
+    inner_distance: np.ndarray,
+    interior: np.ndarray,
+    maxima_threshold: float = 0.075,
+    interior_threshold: float = 0.2,
+    smoothing: float = 2,
+    radius: int = 1,
+    min_size: int = 15,
+    *,
+    maxima_smoothing: float = 0.0,
+    max_hole_size: int | None = 15,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`deep_watershed` with scikit-image's ``h_maxima`` and ``watershed``: the definition
+    the fast version reproduces, several times slower. For the tests and the bench only.
 
-    # 5. clean up
-    labels = remove_small_and_relabel(labels, min_size)
-    if max_hole_size is None or max_hole_size > 0:
-        labels = _fill_enclosed_holes(labels, max_hole_size)
-    return labels.astype(np.int32, copy=False)
+    Parameters and returns as :func:`deep_watershed`.
+    """
+    return _deep_watershed(reference_marker_watershed, inner_distance, interior,
+                           maxima_threshold, interior_threshold, smoothing, radius, min_size,
+                           maxima_smoothing, max_hole_size, background)
 
 
 def _squeeze_map(array: np.ndarray, name: str, channel: int | None) -> np.ndarray:

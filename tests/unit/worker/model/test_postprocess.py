@@ -8,7 +8,9 @@ from scipy import ndimage as ndi
 
 from backend.core.metrics import object_metrics
 from backend.core.synthetic import synthetic_tissue
-from worker.model.postprocess import deep_watershed, postprocess_outputs
+from tests.unit.worker.model.inner_distance_maps import KINDS, model_like_maps, random_labels
+from worker.model.postprocess import (deep_watershed, postprocess_outputs,
+                                      reference_deep_watershed)
 from worker.model.transforms import pixelwise_transform, targets_for
 
 
@@ -108,6 +110,51 @@ def test_peak_rising_less_than_maxima_threshold_is_merged():
     assert deep_watershed(inner, interior, maxima_threshold=0.01).max() == 2
 
 
+@settings(deadline=None, max_examples=30)
+@given(seed=st.integers(0, 10_000), size=st.integers(24, 72), kind=st.sampled_from(KINDS),
+       maxima_threshold=st.sampled_from([0.03, 0.075, 0.15]), radius=st.integers(1, 3))
+def test_same_objects_as_the_skimage_reference(seed, size, kind, maxima_threshold, radius):
+    """Same markers, same flood, same clean-up as scikit-image's h_maxima + watershed.
+
+    Noisy maps give identical label images. Exact and blurred targets have pixels of equal
+    height where the two floods may break a tie differently (see test_marker_flood): the same
+    objects, matched 1 to 1, whose borders may differ by a pixel or two.
+    """
+    distance, interior, background = model_like_maps(random_labels(seed, size), kind, seed)
+    options = dict(maxima_threshold=maxima_threshold, radius=radius, background=background)
+    fast = deep_watershed(distance, interior, **options)
+    reference = reference_deep_watershed(distance, interior, **options)
+    if kind in ("noisy", "smoothed"):
+        np.testing.assert_array_equal(fast, reference)
+    elif reference.max() > 0:
+        assert fast.max() == reference.max()
+        assert object_metrics(reference, fast).f1 >= 0.99
+
+
+def test_peak_that_descends_little_to_a_higher_one_through_lower_peaks_is_merged():
+    """Issue #12, cause 3: a noise peak whose adjacent peaks are all lower is still no cell
+    when the way to a higher peak through them descends less than ``maxima_threshold``."""
+    ridge = np.interp(np.arange(48), [0, 10, 20, 24, 28, 32, 42, 47],
+                      [0.1, 1.0, 0.43, 0.44, 0.435, 0.45, 0.1, 0.05]).astype(np.float32)
+    inner = np.zeros((15, 48), np.float32)
+    inner[2:13] = ridge * np.float32(0.99) ** np.abs(np.arange(2, 13) - 7)[:, None]
+    interior = (inner > 0).astype(np.float32)
+    options = dict(smoothing=0, interior_threshold=0.5, min_size=5)
+    labels = deep_watershed(inner, interior, **options)
+    assert labels.max() == 1
+    assert deep_watershed(inner, interior, maxima_threshold=0.002, **options).max() == 3
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 30), (30, 1), (2, 2), (3, 40)])
+def test_thin_images_match_the_reference(shape):
+    rng = np.random.default_rng(sum(shape))
+    inner = rng.random(shape).astype(np.float32)
+    interior = rng.random(shape).astype(np.float32)
+    options = dict(smoothing=0, interior_threshold=0.3, min_size=1)
+    np.testing.assert_array_equal(deep_watershed(inner, interior, **options),
+                                  reference_deep_watershed(inner, interior, **options))
+
+
 def test_peaks_below_threshold_and_small_objects_are_dropped():
     inner = np.zeros((50, 50), np.float32)
     interior = np.zeros((50, 50), np.float32)
@@ -172,6 +219,8 @@ def test_deep_watershed_rejects_mismatched_maps():
         deep_watershed(np.zeros((10, 10)), np.zeros((10, 11)))
     with pytest.raises(ValueError, match="NaN"):
         deep_watershed(np.full((10, 10), np.nan), np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="maxima_threshold"):
+        deep_watershed(np.zeros((10, 10)), np.zeros((10, 10)), maxima_threshold=0)
 
 
 def test_empty_prediction_gives_empty_labels():
