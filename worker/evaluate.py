@@ -2,7 +2,8 @@
 
 Reads a TissueNet-layout NPZ (``X`` (N,H,W,C) or (H,W,C); ``y`` (N,H,W,2) whole-cell + nuclear,
 or (N,H,W) / (N,H,W,1) nuclear only), validates it, and measures any predictor through the
-product's predict path (:func:`worker.predict.predict_image`).
+product's predict path (:func:`worker.predict.predict_image`). :func:`evaluate_labelled_image`
+does the same for one stored image with its uploaded ground truth (the console's evaluate job).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def load_labelled_npz(path: str | Path, channels: str | None = None) -> Labelled
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"{path.name}: not a readable .npz file ({exc})") from None
     if X.ndim == 3:
+        if y.ndim == 3 and y.shape[:2] == X.shape[:2]:
+            y = y[None]  # one image: y (H,W,F), as the TissueNet-style export of one image
         X = X[None]
     if X.ndim != 4:
         raise UserError(f"{path.name}: X must have shape (N,H,W,C), got {X.shape}")
@@ -121,18 +124,81 @@ def evaluate_predictor(predictor, data: LabelledSet, mpp: float | None = None) -
         for f, name in enumerate(per):
             if not (name == "whole_cell" and data.nuclear_only):
                 per[name].append(object_metrics(truth[..., f], labels[f]))
-    out: dict = {"model": predictor.name}
+    out = metrics_summary(predictor.name, per)
+    out["n_images"] = int(data.X.shape[0])
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def metrics_summary(model_name: str, per: dict[str, list]) -> dict:
+    """Pool per-image object metrics into the figures :func:`evaluate_predictor` reports.
+
+    Parameters
+    ----------
+    model_name : str
+    per : dict
+        ``whole_cell`` / ``nuclear`` → list of :func:`backend.core.metrics.object_metrics`
+        results; an empty list means the feature has no ground truth.
+
+    Returns
+    -------
+    dict
+        ``model``; ``whole_cell`` / ``nuclear`` (f1, precision, recall, n_true, n_pred, errors)
+        for the features that were scored; ``f1`` / ``nuclear_f1`` (None when not scored);
+        ``precision``, ``recall`` and ``errors`` of the headline feature (whole-cell, else nuclear).
+    """
+    out: dict = {"model": model_name}
     for name, results in per.items():
         if results:
             m = aggregate(results)
             out[name] = {"f1": round(m.f1, 4), "precision": round(m.precision, 4),
                          "recall": round(m.recall, 4), "n_true": m.n_true, "n_pred": m.n_pred,
                          "errors": {k: int(getattr(m, k)) for k in ERROR_TYPES}}
+    if "whole_cell" not in out and "nuclear" not in out:
+        raise UserError("the ground truth holds no labelled cells: nothing to score")
     out["f1"] = out["whole_cell"]["f1"] if "whole_cell" in out else None
-    out["nuclear_f1"] = out["nuclear"]["f1"]
+    out["nuclear_f1"] = out["nuclear"]["f1"] if "nuclear" in out else None
     head = out["whole_cell"] if "whole_cell" in out else out["nuclear"]
     out.update(precision=head["precision"], recall=head["recall"], errors=head["errors"])
-    out["n_images"] = int(data.X.shape[0])
+    return out
+
+
+def evaluate_labelled_image(predictor, raw: np.ndarray, truth: np.ndarray, mpp: float | None = None) -> dict:
+    """Object metrics of a predictor on one stored image with ground truth, through the predict path.
+
+    Parameters
+    ----------
+    predictor : worker.predict.Predictor
+    raw : np.ndarray
+        (C,H,W) the image as stored (any numeric dtype), channels as the round's predict job
+        reads them (nuclear 0, membrane 1).
+    truth : np.ndarray
+        (2,H,W) integer labels, whole-cell then nuclear; a plane with no cell is not scored
+        (an upload with one label channel stores it as whole-cell and leaves nuclear empty).
+    mpp : float or None
+        µm per pixel (the image's, else the project's); None: the scale is estimated.
+
+    Returns
+    -------
+    dict
+        As :func:`metrics_summary`, plus ``n_images`` (1) and ``seconds`` (wall time).
+
+    Raises
+    ------
+    UserError
+        ``truth`` is not (2,H,W) matching ``raw``, or holds no cell at all.
+    """
+    from worker.predict import predict_image
+
+    truth = np.asarray(truth)
+    if truth.ndim != 3 or truth.shape[0] != 2 or truth.shape[1:] != raw.shape[1:]:
+        raise UserError(f"ground truth of shape {truth.shape} does not match the image {raw.shape[1:]}")
+    started = time.perf_counter()
+    labels = predict_image(predictor, raw, mpp=mpp)
+    per = {name: ([object_metrics(truth[f], labels[f])] if truth[f].any() else [])
+           for f, name in enumerate(("whole_cell", "nuclear"))}
+    out = metrics_summary(predictor.name, per)
+    out["n_images"] = 1
     out["seconds"] = round(time.perf_counter() - started, 2)
     return out
 

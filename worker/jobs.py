@@ -128,3 +128,35 @@ def evaluate_model(ctx: JobContext, model_version_id: int, dataset_id: int | Non
     from worker.training import evaluate_version
 
     return evaluate_version(ctx, model_version_id, dataset_id)
+
+
+@job
+def evaluate_image(ctx: JobContext, project_id: int, image_id: int, model: str) -> dict:
+    """Score ``model`` (baseline, generalist or a model version id of the project) on one image
+    against its uploaded ground truth, through the predict path at the image's pixel size."""
+    from backend.errors import UserError
+    from backend.models import Image, ModelVersion
+    from worker.evaluate import evaluate_labelled_image, resolve_predictor
+
+    with ctx.db.session() as s:
+        image = s.get(Image, image_id)
+        if image is None or image.project_id != project_id:
+            raise UserError(f"no image with id {image_id} in project {project_id}")
+        if image.ground_truth_key is None:
+            raise UserError(f"image {image.name!r} has no ground truth to score against")
+        if model.isascii() and model.isdigit():
+            version = s.get(ModelVersion, int(model))
+            if version is None or version.project_id != project_id:
+                raise UserError(f"no model version with id {model} in project {project_id}")
+        raw = ctx.store.get_array(image.raw_key)
+        truth = labels_io.get_labels(ctx.store, image.ground_truth_key)
+        mpp, name = image.pixel_size_um or image.project.pixel_size_um, image.name
+        predictor = resolve_predictor(model, s, ctx.store)
+    ctx.progress(0.1, f"predicting {name} with {predictor.name}")
+    result = evaluate_labelled_image(predictor, raw, truth, mpp=mpp)
+    result.update(model_spec=model, image_id=image_id, image=name, mpp=mpp)
+    nuclear = "" if result["nuclear_f1"] is None else f", nuclear {result['nuclear_f1']:.3f}"
+    headline = (f"whole-cell F1 {result['f1']:.3f}{nuclear}" if result["f1"] is not None
+                else f"nuclear F1 {result['nuclear_f1']:.3f}")
+    ctx.progress(1.0, f"done: {predictor.name}: {headline}")  # run_job keeps messages that start "done"
+    return result

@@ -22,8 +22,8 @@ from backend.api import runtime
 from backend.api.auth import current_user, require_role
 from backend.api.project_form import ProjectForm
 from backend.core.imaging import ImageImportError
-from backend.errors import UserError
-from backend.models import IMAGE_STATUSES, ModelVersion, Project
+from backend.errors import ConflictError, UserError
+from backend.models import IMAGE_STATUSES, Job, ModelVersion, Project
 from backend.services import annotators, dashboard, exports, registry, rounds
 from backend.services import images as image_service
 from backend.services import projects as project_service
@@ -176,13 +176,15 @@ def image_rows(s, project: Project) -> list[dict]:
 @bp.get("/projects/<int:project_id>/images")
 @require_role("reviewer")
 def images_page(project_id: int):
-    """Thumbnails (channel composite), status per image with crop progress; the upload form for admins."""
+    """Thumbnails (channel composite), status per image with crop progress; the upload form for admins;
+    for images with ground truth, their newest evaluations (and the evaluate form for admins)."""
     with runtime().db.session() as s:
         project = project_service.get_project(s, project_id)
         rows = image_rows(s, project)
+        evaluations, eval_models = image_evaluations(s, project_id), evaluation_models(s, project_id)
     counts = {status: sum(r["status"] == status for r in rows) for status in IMAGE_STATUSES}
     return render_page("admin/images.html", project, tab="images", images=rows, counts=counts,
-                       statuses=IMAGE_STATUSES)
+                       statuses=IMAGE_STATUSES, evaluations=evaluations, eval_models=eval_models)
 
 
 @bp.post("/projects/<int:project_id>/images")
@@ -223,6 +225,72 @@ def set_image_pixel_size(project_id: int, image_id: int):
         shown = (f"{out['pixel_size_um']:g} µm per pixel" if out["pixel_size_um"] is not None
                  else "cleared (the project's applies)")
         return out, 200, f"Pixel size of {out['name']}: {shown}."
+
+    return act(url_for("admin.images_page", project_id=project_id), action)
+
+
+# --- scoring a model on an image's uploaded ground truth (``looplabel evaluate`` from the console) ----
+EVALUATE_JOB = "worker.jobs.evaluate_image"
+
+
+def evaluation_models(s, project_id: int) -> list[dict]:
+    """What an image may be scored with: ``value`` (the job's ``model``) and ``label``; the
+    generalist, the baseline, then the project's ready and promoted versions, newest first."""
+    versions = s.scalars(select(ModelVersion).where(
+        ModelVersion.project_id == project_id, ModelVersion.status.in_(("ready", "promoted")),
+        ModelVersion.key.isnot(None)).order_by(ModelVersion.version.desc()))
+    return ([{"value": "generalist", "label": "generalist"}, {"value": "baseline", "label": "baseline"}]
+            + [{"value": str(m.id), "label": f"model v{m.version} ({m.status})"} for m in versions])
+
+
+def image_evaluations(s, project_id: int, per_image: int = 3, scanned: int = 300) -> dict[int, list[dict]]:
+    """image id → its newest evaluate_image jobs (``status``, ``model``, ``f1``, ``nuclear_f1``,
+    ``when`` as UTC text, ``message``), newest first, from the project's last ``scanned`` ones."""
+    jobs = s.scalars(select(Job).where(Job.project_id == project_id, Job.func == EVALUATE_JOB)
+                     .order_by(Job.id.desc()).limit(scanned))
+    out: dict[int, list[dict]] = {}
+    for job in jobs:
+        shown = out.setdefault((job.args or {}).get("image_id"), [])
+        if len(shown) >= per_image:
+            continue
+        result = job.result or {}
+        when = job.ended_at or job.created_at
+        shown.append({"status": job.status, "model": result.get("model") or (job.args or {}).get("model"),
+                      "f1": result.get("f1"), "nuclear_f1": result.get("nuclear_f1"),
+                      "when": when.strftime("%Y-%m-%d %H:%M UTC"), "message": job.message or ""})
+    return out
+
+
+@bp.post("/api/projects/<int:project_id>/images/<int:image_id>/evaluate")
+@bp.post("/projects/<int:project_id>/images/<int:image_id>/evaluate")
+@require_role("admin")
+def evaluate_image(project_id: int, image_id: int):
+    """Score a model on the image's uploaded ground truth (``{"model": "generalist"}``: generalist,
+    baseline or a ready/promoted model version id of this project) as a gpu job; 202 with the job.
+    404 for an image not in the project, 409 when it has no ground truth, 400 naming ``model``."""
+
+    def action():
+        rt = runtime()
+        model = body_params().get("model")
+        model = str(model).strip() if isinstance(model, (str, int)) and not isinstance(model, bool) else ""
+        with rt.db.session() as s:
+            project_service.get_project(s, project_id)
+            image = image_service.get_image(s, image_id, project_id)
+            offered = evaluation_models(s, project_id)
+            if model not in {m["value"] for m in offered}:
+                versions = ", ".join(m["value"] for m in offered[2:]) or "none yet"
+                raise UserError(f"model must be generalist, baseline or the id of a ready or promoted model "
+                                f"version of this project (ids: {versions}); got {model or 'nothing'!r}",
+                                field="model")
+            if image.ground_truth_key is None:
+                raise ConflictError(f"image {image.name!r} has no ground truth to score against: upload it as "
+                                    "an NPZ with a y array (whole-cell, nuclear labels)")
+            label, name = next(m["label"] for m in offered if m["value"] == model), image.name
+            job = rt.queue.enqueue(s, EVALUATE_JOB, queue="gpu", project_id=project_id,
+                                   image_id=image_id, model=model)
+            out = {"job_id": job.id, "kind": job.kind, "status": job.status, "image_id": image_id,
+                   "model": model}
+        return out, 202, f"Scoring {label} on {name}'s ground truth; the figures show here when the job is done."
 
     return act(url_for("admin.images_page", project_id=project_id), action)
 
