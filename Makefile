@@ -28,4 +28,5 @@ test-js:
 bench:
 	$(PY) bench/stitch.py
 	$(PY) bench/metrics.py
+	$(PY) bench/postprocess.py
 	$(PY) bench/model.py
