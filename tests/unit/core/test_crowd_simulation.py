@@ -378,16 +378,21 @@ def test_gold_gain_rewards_fixing_not_a_good_prediction():
     hasty = correct_crop(start, gold, PROFILES["hasty"], np.random.default_rng(0)).final
     gains = {name: gold_gain(start, labels, gold) for name, labels in
              (("careful", careful), ("hasty", hasty), ("unchanged", start), ("empty", np.zeros_like(start)))}
-    assert gains["careful"] > gains["hasty"] > 0.0
+    assert 1.0 >= gains["careful"] > gains["hasty"] > 0.0
     assert gains["unchanged"] == 0.0 and gains["empty"] < 0.0
+    # the gain is relative to what was left to fix: fixing the same errors on a crop with less
+    # wrong (a better model's prediction) is no smaller a gain
+    half_fixed = np.where(np.random.default_rng(1).random(start.shape) < 0.5, start, gold)
+    assert gold_gain(half_fixed, gold, gold) == pytest.approx(1.0)
     assert gold_gain(gold, gold, gold) is None  # nothing to fix: no evidence either way
 
 
 def test_flag_annotators_catches_who_does_not_improve_gold():
-    gains = {"careful-1": [0.2, 0.15], "hasty-1": [0.05, 0.02], "spammer-1": [0.0, -0.6, 0.0],
-             "lazy": [0.0, 0.0], "new": [], "unknown": [None]}
+    # gains are fractions of what was wrong that got fixed
+    gains = {"careful-1": [0.7, 0.6], "hasty-1": [0.3, 0.2], "spammer-1": [0.0, -2.5, 0.0],
+             "lazy": [0.0, 0.04], "new": [], "unknown": [None]}
     assert flag_annotators(gains) == ["spammer-1", "lazy"]
-    assert flag_annotators(gains, min_gain=0.1) == ["spammer-1", "lazy", "hasty-1"]
+    assert flag_annotators(gains, min_gain=0.3) == ["spammer-1", "lazy", "hasty-1"]
     assert flag_annotators({}) == []
 
 
