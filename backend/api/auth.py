@@ -59,8 +59,7 @@ def _login_throttle() -> LoginThrottle:
 def client_address() -> str:
     """The client's IP address: the peer's, or with ``TRUSTED_PROXY_HOPS`` = n behind n reverse
     proxies, the n-th address from the right of X-Forwarded-For (the one our first proxy saw).
-
-    The same rule as the crowd routes' :func:`backend.api.crowd.client_address`.
+    Login throttling and the crowd's lease limits both count by it.
     """
     hops = runtime().settings.trusted_proxy_hops
     forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]

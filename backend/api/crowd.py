@@ -12,6 +12,7 @@ import numpy as np
 from flask import Blueprint, g, jsonify, render_template, request
 
 from backend.api import runtime
+from backend.api.auth import client_address
 from backend.api.body_limits import limit_body, labels_body_bytes
 from backend.api.wire import (
     EncodedArray,
@@ -58,16 +59,6 @@ def crowd_headers(response):
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers.pop("Set-Cookie", None)
     return response
-
-
-def client_address() -> str:
-    """The client's IP address: the peer's, or with ``TRUSTED_PROXY_HOPS`` = n behind n reverse
-    proxies, the n-th address from the right of X-Forwarded-For (the one our first proxy saw)."""
-    hops = runtime().settings.trusted_proxy_hops
-    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
-    if hops and forwarded:
-        return forwarded[-min(hops, len(forwarded))]
-    return request.remote_addr or "unknown"
 
 
 def _bearer() -> str:
