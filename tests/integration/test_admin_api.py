@@ -28,6 +28,7 @@ ADMIN_ROUTES = [
     ("get", f"/projects/{P}/settings"), ("post", f"/projects/{P}/settings"),
     ("post", f"/projects/{P}/images"),
     ("patch", f"/api/projects/{P}/images/1"), ("post", f"/projects/{P}/images/1/pixel-size"),
+    ("post", f"/api/projects/{P}/images/1/evaluate"), ("post", f"/projects/{P}/images/1/evaluate"),
     ("get", f"/projects/{P}/rounds"), ("get", f"/api/projects/{P}/rounds"), ("post", f"/api/projects/{P}/rounds"),
     ("get", f"/api/projects/{P}/jobs"),
     ("get", f"/api/projects/{P}/crowd-links"), ("get", f"/api/projects/{P}/crowd-links.csv"),
