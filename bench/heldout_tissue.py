@@ -43,6 +43,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from worker.model.transforms import cell_border  # labels only; no drawing code is shared
+
 KINDS = ("polygonal", "cytoplasmic", "clustered", "nuclear_only")
 MULTICHANNEL_KINDS = ("polygonal", "cytoplasmic", "clustered")
 MIN_CELL_AREA = 15  # px; TissueNet QC drops smaller cells, so the ground truth survives QC
@@ -401,22 +403,10 @@ def _fibres(rng, shape) -> np.ndarray:
     return np.clip(mesh / (np.quantile(mesh, 0.98) + 1e-6), 0, 1)
 
 
-def _boundary(labels) -> np.ndarray:
-    """Object pixels with a 4-neighbour of another label (background included), bool (H, W)."""
-    edge = np.zeros(labels.shape, bool)
-    horizontal = labels[:, 1:] != labels[:, :-1]
-    vertical = labels[1:, :] != labels[:-1, :]
-    edge[:, 1:] |= horizontal
-    edge[:, :-1] |= horizontal
-    edge[1:, :] |= vertical
-    edge[:-1, :] |= vertical
-    return edge & (labels > 0)
-
-
 def _border_stain(rng, cells, thickness, brightness, interior: float) -> np.ndarray:
     """Membrane stain: a ring under each cell's border of per-cell ``thickness`` (px, (n+1,)),
     uneven along the border, plus ``interior`` times brightness inside; float32 (H, W)."""
-    depth = ndimage.distance_transform_edt(~_boundary(cells)).astype(np.float32)
+    depth = ndimage.distance_transform_edt(~cell_border(cells)).astype(np.float32)
     width = thickness[cells] * np.clip(1 + 0.35 * _smooth_field(rng, cells.shape, 6), 0.4, 2.0)
     uneven = np.clip(0.65 + 0.35 * _smooth_field(rng, cells.shape, 4), 0.15, 1.4)
     ring = np.exp(-((depth / width) ** 2)) * uneven
