@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         "changed_pixels_per_crop_by_round": report["changed_pixels_per_crop_by_round"],
         "median_seconds_per_crop_by_round": report["median_seconds_per_crop_by_round"],
         "f1_after_last_training": report["f1_after_last_training"],
+        "nuclear_f1_by_round": report["nuclear_f1_by_round"],
+        "heldout_cells_to_fix_by_round": report["heldout_cells_to_fix_by_round"],
         "f1_rises_every_round": bool(len(f1s) > 1 and None not in f1s
                                      and all(b > a for a, b in zip(f1s, f1s[1:]))),
         "f1_never_falls": bool(len(f1s) > 1 and None not in f1s and all(b >= a for a, b in zip(f1s, f1s[1:]))),

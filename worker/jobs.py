@@ -28,7 +28,8 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     Writes ``labels/<image>/r<round>.npz``, then enqueues ``crop_image``.
     """
     from backend.models import Image, Project, Round
-    from worker.predict import predict_image, predictor_for_round
+    from backend.services.prediction_maps import maps_key, put_prediction_maps
+    from worker.predict import predict_image_result, predictor_for_round
 
     with ctx.db.session() as s:
         image, rnd = s.get(Image, image_id), s.get(Round, round_id)
@@ -38,9 +39,12 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     ctx.progress(0.1, f"predicting {raw.shape[1]}×{raw.shape[2]} px")
     with ctx.db.session() as s:
         predictor = predictor_for_round(s, ctx.store, s.get(Project, project_id), model_version_id)
-    labels = predict_image(predictor, raw, mpp=mpp)
-    source = predictor.name
+    # the labels, the model's maps (the "add a cell here" tool) and how sure it is of each cell
+    # (the crops' scores, the round's crowd policy, the review overlay)
+    result = predict_image_result(predictor, raw, mpp=mpp, maps=True, uncertainty=True)
+    labels, source = result.labels, predictor.name
     key = labels_io.prediction_key(image_id, number)
+    put_prediction_maps(ctx.store, maps_key(image_id, number), result.uncertainty, result.maps)
     labels_io.put_labels(ctx.store, key, labels)
     with ctx.db.session() as s:
         image = s.get(Image, image_id)

@@ -109,6 +109,43 @@ def image_scale_factor(predictor: Predictor, raw: np.ndarray, mpp: float | None 
     return scale_factor(predictor.scale, image_mpp=mpp, nucleus_diameter=diameter)
 
 
+@dataclass
+class Prediction:
+    """What one prediction of one image gives, at the image's own size.
+
+    Attributes
+    ----------
+    labels : np.ndarray of int32, shape (2, H, W)
+        (whole_cell, nuclear) labels: what :func:`predict_image` returns.
+    maps : dict or None
+        A model's maps per feature: ``{feature: {"distance": (H, W), "foreground": (H, W)}}``
+        (float32; foreground is 1 - the background probability); None for the baseline or when
+        not asked for.
+    uncertainty : np.ndarray of float32, shape (2, H, W), or None
+        :func:`worker.uncertainty.cell_uncertainty` per feature, when asked for.
+    """
+
+    labels: np.ndarray
+    maps: dict | None = None
+    uncertainty: np.ndarray | None = None
+
+
+FLIPS = ((1,), (0,), (0, 1))
+"""Test-time augmentations of a model's input, as the (H, W) axes each one flips."""
+
+
+def _baseline_perturbations(raw: np.ndarray) -> list[np.ndarray]:
+    """The image slightly blurred, and with its contrast changed (gamma 0.7): a second and a
+    third classical segmentation to compare the baseline's with."""
+    from scipy.ndimage import gaussian_filter
+
+    raw = raw.astype(np.float32)
+    blurred = np.stack([gaussian_filter(c, 1.0) for c in raw])
+    low, high = raw.min(axis=(1, 2), keepdims=True), raw.max(axis=(1, 2), keepdims=True)
+    gamma = ((raw - low) / np.maximum(high - low, 1e-6)) ** 0.7
+    return [blurred, gamma]
+
+
 def predict_image(
     predictor: Predictor,
     raw: np.ndarray,
@@ -138,35 +175,104 @@ def predict_image(
     np.ndarray of int32, shape (2, H, W)
         (whole_cell, nuclear) labels.
     """
+    return predict_image_result(predictor, raw, mpp=mpp, nuclear_channel=nuclear_channel,
+                                membrane_channel=membrane_channel, factor=factor).labels
+
+
+def predict_image_result(
+    predictor: Predictor,
+    raw: np.ndarray,
+    *,
+    mpp: float | None = None,
+    nuclear_channel: int = 0,
+    membrane_channel: int | None = 1,
+    factor: float | None = None,
+    maps: bool = False,
+    uncertainty: bool = False,
+) -> Prediction:
+    """:func:`predict_image`, optionally with the model's maps and the per-cell uncertainty.
+
+    The labels are the same as :func:`predict_image`'s. ``uncertainty`` predicts the image again
+    under each of :data:`FLIPS` (a model) or segments two perturbed copies (the baseline) and
+    measures how well each cell is reproduced (:func:`worker.uncertainty.cell_uncertainty`).
+    """
     raw = np.asarray(raw)
     if raw.ndim != 3:
         raise ValueError(f"expected an image of shape (C, H, W), got shape {raw.shape}")
     if not np.isfinite(raw).all():
         raise ValueError("the image holds NaN or infinite values")
+    from worker.uncertainty import cell_uncertainty
+
     if predictor.is_baseline:
         from worker.model.baseline import segment_baseline
 
         membrane = membrane_channel if membrane_channel is not None and \
             membrane_channel < raw.shape[0] and membrane_channel != nuclear_channel else None
-        return segment_baseline(raw, nuclear_channel=nuclear_channel,
-                                membrane_channel=membrane).astype(np.int32)
-    from worker.model.infer import predict_labels
+
+        def segment(image):
+            return segment_baseline(image, nuclear_channel=nuclear_channel,
+                                    membrane_channel=membrane).astype(np.int32)
+
+        labels = segment(raw)
+        u = None
+        if uncertainty:
+            others = [segment(p) for p in _baseline_perturbations(raw)]
+            u = np.stack([cell_uncertainty(labels[f], [o[f] for o in others]) for f in range(2)])
+        return Prediction(labels, None, u)
+
+    from worker.model.infer import feature_names, predict_outputs
+    from worker.model.postprocess import postprocess_outputs
 
     n_inputs = int(predictor.model.input_shape[-1])
     x = model_input(raw, n_inputs, nuclear_channel, membrane_channel)
     if factor is None:
         factor = image_scale_factor(predictor, raw, mpp, nuclear_channel)
     x = resample_image(x, factor)
-    labels = predict_labels(predictor.model, x, **predictor.postprocess)
-    if labels.shape[0] == 1:  # a one-feature model: nuclear only
-        labels = np.concatenate([np.zeros_like(labels), labels])
-    labels = labels[:2]
+    outputs = predict_outputs(predictor.model, x)
+    features = feature_names(outputs)
+
+    def labels_of(out):
+        labels = postprocess_outputs(out, features=features, **predictor.postprocess)
+        if labels.shape[0] == 1:  # a one-feature model: nuclear only
+            labels = np.concatenate([np.zeros_like(labels), labels])
+        return labels[:2]
+
+    labels = labels_of(outputs)
+    u = None
+    if uncertainty:
+        others = []
+        for axes in FLIPS:
+            flipped = predict_outputs(predictor.model, np.flip(x, axis=tuple(a + 1 for a in axes)))
+            others.append(labels_of({k: np.flip(v, axis=axes) for k, v in flipped.items()}))
+        u = np.stack([cell_uncertainty(labels[f], [o[f] for o in others]) for f in range(2)])
+    model_maps = None
+    if maps:
+        model_maps = {}
+        for feature in features:
+            if feature in ("whole_cell", "nuclear"):
+                distance = outputs[f"{feature}_distance"][..., 0]
+                foreground = 1.0 - outputs[f"{feature}_pixelwise"][..., 0]
+                model_maps[feature] = {"distance": distance, "foreground": foreground}
     if factor != 1.0:
         from worker.model.postprocess import remove_small_and_relabel
 
-        labels = resample_labels(labels, raw.shape[1:])
+        shape = raw.shape[1:]
+        labels = resample_labels(labels, shape)
         labels = np.stack([remove_small_and_relabel(f, 1) for f in labels])
-    return labels.astype(np.int32, copy=False)
+        if u is not None:
+            u = np.stack([_resample_map(m, shape) for m in u])
+        if model_maps:
+            model_maps = {f: {k: _resample_map(v, shape) for k, v in m.items()} for f, m in model_maps.items()}
+    return Prediction(labels.astype(np.int32, copy=False), model_maps,
+                      None if u is None else u.astype(np.float32, copy=False))
+
+
+def _resample_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A float map brought to ``shape`` (bilinear)."""
+    from skimage.transform import resize
+
+    return resize(values.astype(np.float32), shape, order=1, preserve_range=True,
+                  anti_aliasing=False).astype(np.float32)
 
 
 # --- loading ------------------------------------------------------------------------------------

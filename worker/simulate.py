@@ -553,6 +553,7 @@ class Simulation:
         reference = metrics.get("reference") or {}
         return {"model_version_id": newest["id"], "version": newest["version"], "status": newest["status"],
                 "promoted_by": promoted_by, "f1_test_split": metrics.get("f1"), "reference_f1": reference.get("f1"),
+                "nuclear_f1_test_split": metrics.get("nuclear_f1"), "reference_nuclear_f1": reference.get("nuclear_f1"),
                 "reference_source": reference.get("source"), "train_seconds": metrics.get("train_seconds")}
 
 
@@ -593,7 +594,7 @@ class HeldOutTest:
         """``{"f1", "nuclear_f1"}`` of what predicted a round on the test images, through the
         product's predict path: a model version, else the generalist or the classical baseline."""
         if self.X is None:
-            return {"f1": None, "nuclear_f1": None}
+            return {"f1": None, "nuclear_f1": None, "cells_to_fix": None}
         cache_key = model_version_id if model_version_id is not None else predictor_name
         if cache_key not in self._cache:
             from backend.models import ModelVersion
@@ -607,8 +608,13 @@ class HeldOutTest:
                 predictor = generalist_predictor()
             else:
                 predictor = BASELINE
-            m = evaluate_predictions(lambda img: predict_image(predictor, img), self.X, self.y)
-            self._cache[cache_key] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"], "predictor": predictor.name}
+            predictions = [predict_image(predictor, np.moveaxis(x, -1, 0)) for x in self.X]
+            m = evaluate_predictions(lambda img, it=iter(predictions): next(it), self.X, self.y)
+            # what an honest annotator would have to fix on these images (both features), per image
+            to_fix = [sum(len(crowd.error_units(p[f], np.asarray(t[..., f], np.int32))) for f in range(2))
+                      for p, t in zip(predictions, self.y)]
+            self._cache[cache_key] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"], "predictor": predictor.name,
+                                      "cells_to_fix": _mean(to_fix)}
         return self._cache[cache_key]
 
 
@@ -657,6 +663,7 @@ def round_summary(r: int, rnd: dict, f1: dict, records: list[TaskRecord], review
         "round": r, "predictor": f1.get("predictor") or (f"model id {rnd['model_version_id']}"
                                                           if rnd["model_version_id"] else "baseline"),
         "model_version_id": rnd["model_version_id"], "f1_heldout": f1["f1"], "nuclear_f1_heldout": f1["nuclear_f1"],
+        "cells_to_fix_heldout": f1.get("cells_to_fix"),
         "submissions": len(records), "gold_submissions": sum(x.gold for x in records),
         "corrections_per_crop": {"changed_cells": _mean([x.changed_cells for x in honest]),
                                  "changed_pixels": _mean([x.changed_pixels for x in honest]),
@@ -688,6 +695,8 @@ def build_report(config: SimulationConfig, project: dict, rounds: list[dict], re
         "round_zero_predictor": rounds[0]["predictor"] if rounds else None,
         "f1_after_last_training": final_f1["f1"],
         "corrections_per_crop_by_round": [r["corrections_per_crop"]["changed_cells"] for r in rounds],
+        "nuclear_f1_by_round": [r["nuclear_f1_heldout"] for r in rounds],
+        "heldout_cells_to_fix_by_round": [r["cells_to_fix_heldout"] for r in rounds],
         "changed_pixels_per_crop_by_round": [r["corrections_per_crop"]["changed_pixels"] for r in rounds],
         "median_seconds_per_crop_by_round": [r["median_seconds_per_crop"] for r in rounds],
         "gold_accuracy_by_profile": _by_profile(records, "gold_score"),

@@ -232,8 +232,12 @@ def predict_labels(
         Labels per feature in the model's order, (whole_cell, nuclear) by default.
     """
     outputs = predict_outputs(model, image, tile, overlap, batch_size)
-    features = tuple(name[: -len("_pixelwise")] for name in _feature_order(outputs))
-    return postprocess_outputs(outputs, features=features, **postprocess_kwargs)
+    return postprocess_outputs(outputs, features=feature_names(outputs), **postprocess_kwargs)
+
+
+def feature_names(outputs: dict) -> tuple[str, ...]:
+    """The features a model's outputs hold, known features first in their usual order."""
+    return tuple(name[: -len("_pixelwise")] for name in _feature_order(outputs))
 
 
 def _feature_order(outputs: dict) -> list[str]:
