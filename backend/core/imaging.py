@@ -203,14 +203,23 @@ def decode_images(data: bytes, filename: str, *, max_pixels: int = 20000 * 20000
     return _decode_npz(data, name, limits)
 
 
-def display_range(pixels: np.ndarray, low: float = 0.1, high: float = 99.9) -> np.ndarray:
-    """Per-channel display range from percentiles of the whole image.
+def display_range(pixels: np.ndarray, low: float = 0.5, high: float = 99.8) -> np.ndarray:
+    """Per-channel display range from robust percentiles of the whole image.
+
+    Only non-trivial pixels count: those above the channel's minimum and below its maximum, so
+    a floor of zero padding or clipped background and a ceiling of saturated pixels (255, 4095
+    or 65535, whatever the bit depth) do not pull the range. Bright outliers spread thinly over
+    the intensity scale (hot pixels, debris) do not set the top either: when more pixels lie
+    above the highest *dense* intensity (a histogram bin, of 256 between the low end and the
+    brightest pixel, holding 1/10000 of the pixels and 10 at least) than the ``high`` percentile
+    leaves out, the top is the ``high`` percentile of the pixels at or below it.
 
     Parameters
     ----------
     pixels : np.ndarray
-        ``(C, H, W)`` real-valued, finite. Images over ~4M pixels are read on a regular strided
-        grid (every k-th row and column) so that a 4096x4096 image stays well under a second.
+        ``(C, H, W)`` real-valued, finite; any bit depth (8-, 12-, 16-bit integers or floats).
+        Images over ~4M pixels are read on a regular strided grid (every k-th row and column)
+        so that a 4096x4096 image stays well under a second.
     low, high : float
         Percentiles in ``[0, 100]``, ``low < high``.
 
@@ -229,16 +238,35 @@ def display_range(pixels: np.ndarray, low: float = 0.1, high: float = 99.9) -> n
     _, height, width = pixels.shape
     step = max(1, int(np.ceil(np.sqrt(height * width / _DISPLAY_SAMPLE_PIXELS))))
     sample = pixels[:, ::step, ::step].reshape(pixels.shape[0], -1)
-    ranges = np.percentile(sample, [low, high], axis=1).T.astype(np.float64)
+    if not np.isfinite(sample).all():
+        raise ValueError("pixels contain NaN or infinite values; no display range exists")
+    ranges = np.array([_robust_range(values.astype(np.float64), low, high) for values in sample])
     flat = ranges[:, 1] <= ranges[:, 0]
     if flat.any():
         ranges[flat, 0] = sample[flat].min(axis=1)
         ranges[flat, 1] = sample[flat].max(axis=1)
         still_flat = ranges[:, 1] <= ranges[:, 0]
         ranges[still_flat, 1] = ranges[still_flat, 0] + 1.0
-    if not np.isfinite(ranges).all():
-        raise ValueError("pixels contain NaN or infinite values; no display range exists")
     return ranges
+
+
+_DENSE_BIN_FRACTION = 1 / 10000  # a histogram bin this full (of the pixels, and 10 at least) is content
+
+
+def _robust_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """``(lo, hi)`` of one channel's float64 values (see :func:`display_range`)."""
+    inner = values[(values > values.min()) & (values < values.max())]
+    if inner.size < 2:
+        inner = values
+    lo = float(np.percentile(inner, low))
+    top = float(inner.max())
+    if top > lo:
+        counts, edges = np.histogram(inner, bins=256, range=(lo, top))
+        dense = np.flatnonzero(counts >= max(10, _DENSE_BIN_FRACTION * inner.size))
+        below = inner[inner <= edges[dense[-1] + 1]] if dense.size else inner
+        if below.size < inner.size * high / 100:   # the sparse tail is more than the percentile drops
+            inner = below
+    return lo, float(np.percentile(inner, high))
 
 
 def channels_to_uint8(pixels: np.ndarray, drange: np.ndarray) -> np.ndarray:

@@ -508,20 +508,67 @@ def test_safe_filename_output_is_always_a_bare_name(filename):
 
 # ----------------------------------------------------------------- display range / uint8
 
-def test_display_range_is_the_percentiles_per_channel():
+def test_display_range_is_the_percentiles_of_non_trivial_pixels_per_channel():
     pixels = np.stack([np.arange(10000).reshape(100, 100),
                        np.arange(10000).reshape(100, 100) * 3 + 7]).astype(np.uint16)
     drange = display_range(pixels)
     assert drange.shape == (2, 2) and drange.dtype == np.float64
-    expected = np.percentile(pixels.reshape(2, -1), [0.1, 99.9], axis=1).T
+    inner = pixels.reshape(2, -1)[:, 1:-1]  # the minimum and the maximum are trivial
+    expected = np.percentile(inner, [0.5, 99.8], axis=1).T
     np.testing.assert_allclose(drange, expected)
 
 
 def test_display_range_of_a_large_image_approximates_the_exact_percentiles():
     pixels = RNG.gamma(2.0, 300.0, size=(1, 2300, 2300)).astype(np.float32)
-    exact = np.percentile(pixels, [0.1, 99.9])
+    exact = np.percentile(pixels, [0.5, 99.8])
     lo, hi = display_range(pixels)[0]
     assert abs(lo - exact[0]) / exact[0] < 0.1 and abs(hi - exact[1]) / exact[1] < 0.05
+
+
+def _dapi(bits: int, *, nuclei: float, hot_fraction: float = 0.0, padding: bool = False, seed: int = 5):
+    """A DAPI-like (1, 256, 256) channel at a bit depth: dim background, 30 round nuclei at
+    ``nuclei`` x full scale, optionally a fraction of hot pixels spread over the top half of the
+    scale and a zero-padded (clipped) left quarter. Returns (pixels, nucleus mask)."""
+    rng = np.random.default_rng(seed)
+    n, full = 256, 2 ** bits - 1
+    yy, xx = np.mgrid[:n, :n]
+    mask = np.zeros((n, n), bool)
+    for cy, cx in rng.integers(12, n - 12, (30, 2)):
+        mask |= (yy - cy) ** 2 + (xx - cx) ** 2 < 49
+    img = rng.normal(nuclei / 8, nuclei / 40, (n, n))
+    img[mask] = rng.normal(nuclei, nuclei / 8, int(mask.sum()))
+    out = np.clip(img * full, 0, full)
+    if hot_fraction:
+        k = int(hot_fraction * n * n)
+        out.reshape(-1)[rng.choice(n * n, k, replace=False)] = rng.uniform(0.5 * full, full, k)
+    if padding:
+        out[:, : n // 4] = 0
+    return out.astype(np.uint8 if bits == 8 else np.uint16)[None], mask
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+@pytest.mark.parametrize("hot_fraction", [0.0, 0.004])
+@pytest.mark.parametrize("padding", [False, True])
+def test_display_range_shows_nuclei_bright_at_any_bit_depth_despite_hot_pixels_and_padding(
+        bits, hot_fraction, padding):
+    # A 16-bit DAPI crop opened almost black: nuclei at ~3 % of the 16-bit scale and 0.4 % hot
+    # pixels put the old 99.9th percentile among the hot pixels (nuclei came out at ~8 of 255).
+    nuclei = 0.4 if bits == 8 else 0.03 if bits == 16 else 0.3
+    pixels, mask = _dapi(bits, nuclei=nuclei, hot_fraction=hot_fraction, padding=padding)
+    lo, hi = display_range(pixels)[0]
+    shown = channels_to_uint8(pixels, np.array([[lo, hi]]))[0]
+    assert np.median(shown[mask]) >= 170, (lo, hi)                      # nuclei bright
+    assert np.median(shown[~mask & (pixels[0] > 0)]) <= 40, (lo, hi)     # background dark
+    assert hi <= 2 ** bits - 1 and lo >= 0
+
+
+def test_display_range_keeps_a_small_bright_cell_that_is_real_content():
+    pixels, mask = _dapi(16, nuclei=0.03)
+    yy, xx = np.mgrid[:256, :256]
+    bright = (yy - 40) ** 2 + (xx - 200) ** 2 < 100   # one compact cell, 10x brighter (0.5 % of pixels)
+    pixels[0][bright] = np.random.default_rng(1).normal(20000, 1500, int(bright.sum()))
+    lo, hi = display_range(pixels)[0]
+    assert hi > 15000  # a dense population at the top is content, not noise: it sets the range
 
 
 def test_display_range_widens_flat_channels():
