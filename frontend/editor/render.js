@@ -225,61 +225,88 @@ export function isOutline(layer, y, x) {
     || (x > 0 && data[i - 1] !== v) || (x < width - 1 && data[i + 1] !== v);
 }
 
+/** Least opacity of the selected cell's fill, whatever the fill opacity (fill mode). */
+export const SELECTED_FILL_MIN = 0.45;
+/** Opacity of the selected cell's fill in outline mode (the others have none). */
+export const SELECTED_FILL_OUTLINE_MODE = 0.3;
+
+function packRgb(rgb) {
+  return (0xff000000 | (rgb[2] << 16) | (rgb[1] << 8) | rgb[0]) >>> 0;
+}
+
 /**
- * Overlay labels on composited pixels (alpha blending), in `rect` only. Call
- * it right after {@link compositeChannels} on the same rect: it blends onto
- * whatever `out` holds.
+ * Overlay labels on composited pixels, in `rect` only. Call it right after
+ * {@link compositeChannels} on the same rect: it blends onto whatever `out`
+ * holds.
  *
- * Fill mode blends every labelled pixel with its label's colour at `opacity`;
- * outline mode only the outline pixels. The selected label's outline is drawn
- * opaque in `selectedColour` in both modes.
+ * - Fill mode blends every labelled pixel with its label's colour at
+ *   `opacity`; with `outlineColour` set, outline pixels are drawn opaque in
+ *   that one colour instead.
+ * - Outline mode draws only outline pixels, opaque, in `outlineColour`, or
+ *   in each label's colour when it is null.
+ * - The selected label is highlighted in every mode: its outline opaque in
+ *   `selectedColour`, its inside blended at least at {@link SELECTED_FILL_MIN}
+ *   (fill mode) or at {@link SELECTED_FILL_OUTLINE_MODE} (outline mode).
+ * - `selectedOnly` draws the selected label alone.
  *
  * @param {{width: number, height: number, data: Int32Array}} layer
  * @param {Uint8ClampedArray} out `height * width * 4` RGBA bytes.
  * @param {number[]} [rect] `[y0, x0, y1, x1]`, default the whole layer.
  * @param {object} [options]
  * @param {"fill"|"outline"} [options.mode="fill"]
- * @param {number} [options.opacity=0.4] 0..1.
+ * @param {number} [options.opacity=0.4] Fill opacity, 0..1.
  * @param {number|null} [options.selected=null] Highlighted label id.
  * @param {number[]} [options.selectedColour=[255,255,255]] RGB of its outline.
+ * @param {number[]|null} [options.outlineColour=null] RGB of every other
+ *   label's outline; null: each label's own colour.
+ * @param {boolean} [options.selectedOnly=false] Draw only the selected label.
  * @param {Function|Map|null} [options.colours=null] id -> `[r, g, b]`
  *   override (function or Map); ids it does not cover use {@link labelColour}.
  * @throws {RangeError} On a bad mode, opacity, size or rectangle.
  */
 export function drawLabels(layer, out, rect = [0, 0, layer.height, layer.width], options = {}) {
-  const { mode = "fill", opacity = 0.4, selected = null, selectedColour = [255, 255, 255], colours = null } = options;
+  const {
+    mode = "fill", opacity = 0.4, selected = null, selectedColour = [255, 255, 255], colours = null,
+    outlineColour = null, selectedOnly = false,
+  } = options;
   const { width, height, data } = layer;
   if (mode !== "fill" && mode !== "outline") throw new RangeError(`label display mode must be "fill" or "outline", got ${mode}`);
   if (!(opacity >= 0 && opacity <= 1)) throw new RangeError(`label opacity must be within 0..1, got ${opacity}`);
   if (out.length !== width * height * 4) throw new RangeError(`output holds ${out.length} bytes, expected ${width * height * 4}`);
   checkRect(rect, width, height);
+  if (selectedOnly && selected === null) return;
   const lookup = colours === null ? null
     : typeof colours === "function" ? colours
       : (id) => colours.get(id);
-  const a = Math.round(opacity * 256);
-  const keep = 256 - a;
   const outline = mode === "outline";
-  const selectedPixel = (0xff000000 | (selectedColour[2] << 16) | (selectedColour[1] << 8) | selectedColour[0]) >>> 0;
+  const a = outline ? 256 : Math.round(opacity * 256);
+  const aSelected = Math.round((outline ? SELECTED_FILL_OUTLINE_MODE : Math.max(opacity, SELECTED_FILL_MIN)) * 256);
+  const selectedPixel = packRgb(selectedColour);
+  const outlinePixel = outlineColour ? packRgb(outlineColour) : 0;
   const fast = LITTLE_ENDIAN && out.byteOffset % 4 === 0;
   const pixels = fast ? new Uint32Array(out.buffer, out.byteOffset, out.length >> 2) : null;
   const [y0, x0, y1, x1] = rect;
-  let lastId = 0, cr = 0, cg = 0, cb = 0;
+  let lastId = 0, cr = 0, cg = 0, cb = 0, keep = 256 - a;
   for (let y = y0; y < y1; y++) {
     for (let x = x0; x < x1; x++) {
       const i = y * width + x;
       const id = data[i];
-      if (id === 0) continue;
+      if (id === 0 || (selectedOnly && id !== selected)) continue;
       const edge = (y > 0 && data[i - width] !== id) || (y < height - 1 && data[i + width] !== id)
         || (x > 0 && data[i - 1] !== id) || (x < width - 1 && data[i + 1] !== id);
-      if (edge && id === selected) {
-        if (fast) pixels[i] = selectedPixel;
-        else { out[i * 4] = selectedColour[0]; out[i * 4 + 1] = selectedColour[1]; out[i * 4 + 2] = selectedColour[2]; out[i * 4 + 3] = 255; }
+      let solid = 0;
+      if (edge && id === selected) solid = selectedPixel;
+      else if (edge && outlineColour) solid = outlinePixel;
+      else if (outline && !edge && id !== selected) continue;
+      if (solid) {
+        if (fast) pixels[i] = solid;
+        else { out[i * 4] = solid & 255; out[i * 4 + 1] = (solid >>> 8) & 255; out[i * 4 + 2] = (solid >>> 16) & 255; out[i * 4 + 3] = 255; }
         continue;
       }
-      if (outline && !edge) continue;
       if (id !== lastId) {
+        const alpha = id === selected ? aSelected : a;
         const rgb = (lookup && lookup(id)) || labelColour(id);
-        cr = rgb[0] * a; cg = rgb[1] * a; cb = rgb[2] * a; lastId = id;
+        cr = rgb[0] * alpha; cg = rgb[1] * alpha; cb = rgb[2] * alpha; keep = 256 - alpha; lastId = id;
       }
       if (fast) {
         const p = pixels[i];

@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 
-import { DisplayState, defaultChannelSettings, hexToRgb, rgbToHex } from "../editor/app/display.js";
+import { DisplayState, OUTLINE_CHOICES, defaultChannelSettings, hexToRgb, highlightColour, rgbToHex } from "../editor/app/display.js";
 import { grid } from "./layer_grids.js";
 
 const rgbaAt = (out, width, y, x) => Array.from(out.subarray((y * width + x) * 4, (y * width + x) * 4 + 4));
@@ -53,7 +53,12 @@ test("setGrayscale and setLabels validate their input", () => {
   assert.equal(d.grayscaleChannel, null);
   assert.throws(() => d.setGrayscale(1), /no channel 2/);
   d.setLabels({ mode: "outline", opacity: 0.5 });
-  assert.deepEqual(d.labels, { feature: 0, mode: "outline", opacity: 0.5, visible: true });
+  assert.deepEqual(d.labels, { feature: 0, mode: "outline", opacity: 0.5, visible: true, outline: "#ffd60a", selectedOnly: false });
+  d.setLabels({ outline: null, selectedOnly: true });
+  assert.equal(d.labels.outline, null);
+  assert.equal(d.labels.selectedOnly, true);
+  assert.throws(() => d.setLabels({ outline: "yellow" }), /#rrggbb/);
+  assert.equal(d.labels.outline, null, "a refused outline colour leaves the display as it was");
   assert.throws(() => d.setLabels({ mode: "dots" }), /fill or outline/);
   assert.throws(() => d.setLabels({ opacity: 1.5 }), /0\.\.1/);
   assert.equal(d.labels.mode, "outline");
@@ -105,4 +110,36 @@ test("grayscale mode shows one channel in white, whatever its colour or visibili
   d.setGrayscale(null);
   d.paintRect(out, [0, 0, 1, 1], sc);
   assert.deepEqual(Array.from(out), [10, 0, 0, 255], "colour mode: the hidden blue channel adds nothing");
+});
+
+test("labels default to faint fills with yellow outlines; the selected cell's outline contrasts with any outline colour", () => {
+  const d = new DisplayState([{ name: "DAPI", color: "#0050ff" }]);
+  assert.equal(d.labels.mode, "fill");
+  assert.ok(d.labels.opacity <= 0.25, "fills let the stain show through");
+  assert.equal(d.labels.outline, "#ffd60a");
+  for (const [hex] of OUTLINE_CHOICES) {
+    const h = highlightColour(hex);
+    if (hex !== null) assert.notDeepEqual(h, hexToRgb(hex), `highlight differs from outline ${hex}`);
+  }
+  assert.deepEqual(highlightColour("#ffffff"), [255, 80, 40]);
+  assert.deepEqual(highlightColour(null), [255, 255, 255]);
+});
+
+test("paintRect draws outlines in the chosen colour and can show the selected cell alone", () => {
+  const d = new DisplayState([{ name: "k", color: "#000000" }]);
+  const layer = grid(`
+    1 1 1 2 2
+    1 1 1 2 2
+    1 1 1 2 2`);
+  const sc = { channels: new Uint8Array(15), width: 5, height: 3, layers: [layer], selected: 2 };
+  const out = new Uint8ClampedArray(15 * 4);
+  d.setLabels({ mode: "outline", outline: "#00e5ff" });
+  d.paintRect(out, [0, 0, 3, 5], sc);
+  assert.deepEqual(rgbaAt(out, 5, 1, 2), [0, 229, 255, 255], "cell 1's outline is cyan");
+  assert.deepEqual(rgbaAt(out, 5, 1, 0), [0, 0, 0, 255], "inside an unselected cell: nothing in outline mode");
+  assert.deepEqual(rgbaAt(out, 5, 1, 3), [255, 255, 255, 255], "the selected cell's outline is white");
+  d.setLabels({ selectedOnly: true });
+  d.paintRect(out, [0, 0, 3, 5], sc);
+  assert.deepEqual(rgbaAt(out, 5, 1, 2), [0, 0, 0, 255], "other cells are hidden");
+  assert.deepEqual(rgbaAt(out, 5, 1, 3), [255, 255, 255, 255]);
 });

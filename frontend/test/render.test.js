@@ -1,7 +1,9 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 
-import { colourLuts, compositeChannels, drawLabels, hueToRgb, intensityLut, isOutline, labelColour } from "../editor/render.js";
+import {
+  SELECTED_FILL_MIN, SELECTED_FILL_OUTLINE_MODE, colourLuts, compositeChannels, drawLabels, hueToRgb, intensityLut, isOutline, labelColour,
+} from "../editor/render.js";
 import { grid, seededRandom } from "./layer_grids.js";
 
 const close = (a, b) => assert.ok(Math.abs(a - b) < 1e-9, `${a} != ${b}`);
@@ -218,4 +220,66 @@ test("label overlay gives the same pixels on unaligned buffers", () => {
     drawLabels(layer, shifted, undefined, options);
     assert.deepEqual(Array.from(shifted), Array.from(out));
   }
+});
+
+const TOUCHING = `
+  1 1 2 2 .
+  1 1 2 2 .
+  . . . . .`;
+
+test("one outline colour: every cell's outline in it, opaque, in outline and in fill mode", () => {
+  const layer = grid(TOUCHING);
+  const colours = (id) => (id === 1 ? [200, 0, 0] : [0, 0, 200]);
+  const out = grey(15);
+  drawLabels(layer, out, undefined, { mode: "outline", opacity: 0.1, outlineColour: [255, 214, 10], colours });
+  for (let i = 0; i < 15; i++) {
+    const id = layer.data[i];
+    const expected = id !== 0 && isOutline(layer, Math.floor(i / 5), i % 5) ? [255, 214, 10, 255] : [100, 100, 100, 255];
+    assert.deepEqual(rgba(out, i), expected, `pixel ${i}`);
+  }
+  const filled = grey(15);
+  const block = grid(BLOCK);
+  const big = grey(25);
+  drawLabels(block, big, undefined, { mode: "fill", opacity: 0.5, outlineColour: [0, 229, 255], colours: () => [200, 0, 50] });
+  for (const i of RING) assert.deepEqual(rgba(big, i), [0, 229, 255, 255], `outline pixel ${i}`);
+  assert.deepEqual(rgba(big, 12), [150, 50, 75, 255], "the inside is filled at the opacity");
+  drawLabels(layer, filled, undefined, { mode: "fill", opacity: 0.5, colours });
+  assert.deepEqual(rgba(filled, 1), [150, 50, 50, 255], "without an outline colour, fill mode blends outlines too");
+});
+
+test("outline mode without one colour draws each cell's outline opaque in its own colour", () => {
+  const out = grey(15);
+  drawLabels(grid(TOUCHING), out, undefined, { mode: "outline", opacity: 0.2, colours: (id) => (id === 1 ? [200, 0, 0] : [0, 0, 200]) });
+  assert.deepEqual(rgba(out, 1), [200, 0, 0, 255]);
+  assert.deepEqual(rgba(out, 2), [0, 0, 200, 255]);
+});
+
+test("the selected cell is highlighted in every mode: outline in the highlight colour, inside tinted", () => {
+  const colours = () => [200, 0, 56];
+  const faint = grey(25);
+  drawLabels(grid(BLOCK), faint, undefined, { mode: "fill", opacity: 0.05, selected: 2, colours });
+  const a = Math.round(SELECTED_FILL_MIN * 256);
+  const mix = (bg, c) => (bg * (256 - a) + c * a) >> 8;
+  assert.deepEqual(rgba(faint, 12), [mix(100, 200), mix(100, 0), mix(100, 56), 255], "at least SELECTED_FILL_MIN in fill mode");
+  for (const i of RING) assert.deepEqual(rgba(faint, i), [255, 255, 255, 255]);
+
+  const outlined = grey(25);
+  drawLabels(grid(BLOCK), outlined, undefined, { mode: "outline", selected: 2, selectedColour: [255, 80, 40], outlineColour: [255, 255, 255], colours });
+  const b = Math.round(SELECTED_FILL_OUTLINE_MODE * 256);
+  assert.deepEqual(rgba(outlined, 12), [(100 * (256 - b) + 200 * b) >> 8, (100 * (256 - b)) >> 8, (100 * (256 - b) + 56 * b) >> 8, 255],
+    "outline mode tints the selected cell's inside");
+  for (const i of RING) assert.deepEqual(rgba(outlined, i), [255, 80, 40, 255]);
+});
+
+test("selected only: the other cells are not drawn; with no selection nothing is", () => {
+  const layer = grid(TOUCHING);
+  const out = grey(15);
+  drawLabels(layer, out, undefined, { mode: "fill", opacity: 0.5, selected: 2, selectedOnly: true, outlineColour: [255, 214, 10], colours: () => [0, 0, 0] });
+  for (let i = 0; i < 15; i++) {
+    if (layer.data[i] !== 2) assert.deepEqual(rgba(out, i), [100, 100, 100, 255], `pixel ${i} (not the selected cell)`);
+    else assert.notDeepEqual(rgba(out, i), [100, 100, 100, 255], `pixel ${i} (the selected cell)`);
+  }
+  const none = grey(15);
+  drawLabels(layer, none, undefined, { mode: "fill", opacity: 0.5, selectedOnly: true });
+  assert.ok(none.every((v, i) => v === (i % 4 === 3 ? 255 : 100)));
 });

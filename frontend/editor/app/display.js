@@ -8,6 +8,27 @@
 
 import { compositeChannels, drawLabels } from "../render.js";
 
+/** Outline colours the panel offers: [#rrggbb or null (each cell's own colour), name]. */
+export const OUTLINE_CHOICES = Object.freeze([
+  ["#ffd60a", "Yellow"], ["#ffffff", "White"], ["#00e5ff", "Cyan"], ["#ff3df0", "Magenta"], ["#000000", "Black"],
+  [null, "Cell colours"],
+]);
+/** Outline colour of a fresh editor: yellow stands out on blue nuclei and most stains. */
+export const DEFAULT_OUTLINE = "#ffd60a";
+
+/**
+ * Colour of the selected cell's outline: white, unless the outlines are
+ * (nearly) white themselves; then orange-red.
+ *
+ * @param {string|null} outline The outline colour `#rrggbb`, or null.
+ * @returns {number[]} `[r, g, b]`.
+ */
+export function highlightColour(outline) {
+  if (outline === null) return [255, 255, 255];
+  const [r, g, b] = hexToRgb(outline);
+  return Math.min(r, g, b) > 200 ? [255, 80, 40] : [255, 255, 255];
+}
+
 /** Colours used when a channel comes without one (blue, green, red, ...). */
 const FALLBACK_COLOURS = ["#0050ff", "#00ff40", "#ff2020", "#ffd000", "#ff00ff", "#00e5ff", "#ff8000"];
 
@@ -67,7 +88,9 @@ export class DisplayState {
     this.channels = defaultChannelSettings(channels);
     /** Channel shown alone in white, or null for the colour composite. */
     this.grayscaleChannel = null;
-    this.labels = { feature, mode: "fill", opacity: 0.35, visible: true };
+    this.labels = {
+      feature, mode: "fill", opacity: 0.2, visible: true, outline: DEFAULT_OUTLINE, selectedOnly: false,
+    };
   }
 
   /**
@@ -101,13 +124,17 @@ export class DisplayState {
   /**
    * Change the label overlay.
    *
-   * @param {{feature?: number, mode?: "fill"|"outline", opacity?: number, visible?: boolean}} patch
+   * @param {{feature?: number, mode?: "fill"|"outline", opacity?: number, visible?: boolean,
+   *   outline?: string|null, selectedOnly?: boolean}} patch `opacity`: of the fills;
+   *   `outline`: one `#rrggbb` colour for every outline, or null for each cell's own colour;
+   *   `selectedOnly`: show the selected cell alone.
    */
   setLabels(patch) {
     const next = { ...this.labels, ...patch };
     if (next.mode !== "fill" && next.mode !== "outline") throw new RangeError(`label mode must be fill or outline, got ${next.mode}`);
     if (!(next.opacity >= 0 && next.opacity <= 1)) throw new RangeError(`label opacity must be within 0..1, got ${next.opacity}`);
-    this.labels = next;
+    if (next.outline !== null) hexToRgb(next.outline);
+    this.labels = { ...next, selectedOnly: Boolean(next.selectedOnly), visible: Boolean(next.visible) };
   }
 
   /**
@@ -128,7 +155,12 @@ export class DisplayState {
       { grayscaleChannel: this.grayscaleChannel });
     const layer = layers[this.labels.feature];
     if (this.labels.visible && layer) {
-      drawLabels(layer, out, rect, { mode: this.labels.mode, opacity: this.labels.opacity, selected });
+      const { mode, opacity, outline, selectedOnly } = this.labels;
+      drawLabels(layer, out, rect, {
+        mode, opacity, selected, selectedOnly,
+        outlineColour: outline === null ? null : hexToRgb(outline),
+        selectedColour: highlightColour(outline),
+      });
     }
   }
 }
