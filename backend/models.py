@@ -101,6 +101,8 @@ class Project(Base):
     # what predicts before any version is promoted: {"predictor": "generalist"|"baseline",
     # "f1": {...}, "images": n, "measured_on": "ground truth"|"approved"|"none"}
     predictor_choice: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    # which crops go to the crowd (backend.services.crowd_policy): None is "all"
+    crowd_policy: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     images: Mapped[list["Image"]] = relationship(back_populates="project", order_by="Image.id")
@@ -147,6 +149,8 @@ class Round(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
     # what predicted the round: "model vN", "generalist" or "baseline" (set by the predict job)
     predictor: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    # the crowd policy of this round and the images it takes (backend.services.crowd_policy)
+    policy: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     closed_at: Mapped[Optional[datetime]] = mapped_column(DateTime, nullable=True)
 
@@ -165,7 +169,14 @@ class Crop(Base):
     key: Mapped[str] = mapped_column(String(255))  # crops/<id>.npz: channels + predicted labels
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_key: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | fused
+    status: Mapped[str] = mapped_column(String(16), default="open")  # held | open | fused
+    # how sure the prediction is (backend.services.crowd_policy): cells likely to need a fix, and
+    # that per cell of the crop (0..1); None before scoring
+    uncertainty: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    expected_fixes: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    # where its fused labels come from: "crowd" (submissions; gold crops: their gold labels) or
+    # "model" (the prediction, unchecked: the round's policy skipped the crowd)
+    source: Mapped[str] = mapped_column(String(8), default="crowd", server_default="crowd")
     fused_key: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
     reopen_reason: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
     generation: Mapped[int] = mapped_column(Integer, default=0)  # bumped when a review reopens it

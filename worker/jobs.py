@@ -60,14 +60,28 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
 @job
 def crop_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     """Cut the image into crowd crops; gold crops are fused at once, so stitch may follow."""
+    from backend.models import Round
+    from backend.services import crowd_policy
+    from backend.services.prediction_maps import maps_key
+
     with ctx.db.session() as s:
         crops = stitching.crop_image(s, ctx.store, image_id, round_id)
         n, n_gold = len(crops), sum(c.is_gold for c in crops)
-        if stitching.all_fused(s, image_id, round_id):
-            ctx.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id_of(s, image_id),
-                              image_id=image_id, round_id=round_id)
-    ctx.progress(1.0, f"done: {n} crops ({n_gold} gold)")
-    return {"crops": n, "gold": n_gold}
+        rnd = s.get(Round, round_id)
+        predicted = labels_io.get_labels(ctx.store, labels_io.prediction_key(image_id, rnd.number))
+        crowd_policy.score_crops(ctx.store, crops, predicted, maps_key(image_id, rnd.number))
+        skipped = crowd_policy.apply_to_new_crops(s, ctx.store, rnd, crops)
+        due = {image_id}
+        if crowd_policy.round_policy(rnd)["policy"] == "budget":
+            allocation = crowd_policy.allocate_round(s, ctx.store, round_id)
+            skipped += allocation["skipped"]
+            due.update(allocation["images"])
+        for image in sorted(due):
+            if stitching.all_fused(s, image, round_id):
+                ctx.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id_of(s, image),
+                                  image_id=image, round_id=round_id)
+    ctx.progress(1.0, f"done: {n} crops ({n_gold} gold, {skipped} skip the crowd)")
+    return {"crops": n, "gold": n_gold, "skipped": skipped}
 
 
 @job

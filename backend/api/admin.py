@@ -22,9 +22,9 @@ from backend.api import runtime
 from backend.api.auth import current_user, require_role
 from backend.api.project_form import ProjectForm
 from backend.core.imaging import ImageImportError
-from backend.errors import ConflictError, UserError
-from backend.models import IMAGE_STATUSES, Job, ModelVersion, Project
-from backend.services import annotators, dashboard, exports, registry, rounds
+from backend.errors import ConflictError, NotFoundError, UserError
+from backend.models import IMAGE_STATUSES, Job, ModelVersion, Project, Round
+from backend.services import annotators, crowd_policy, dashboard, exports, registry, rounds, stitching
 from backend.services import images as image_service
 from backend.services import projects as project_service
 
@@ -345,11 +345,39 @@ def start_round(project_id: int):
 
     def action():
         rt = runtime()
+        params = body_params()
+        policy = crowd_policy.policy_from_params(params) if params.get("policy") else None
         with rt.db.session() as s:
-            rnd = rounds.start_round(s, rt.queue, project_service.get_project(s, project_id))
+            rnd = rounds.start_round(s, rt.queue, project_service.get_project(s, project_id), policy)
             out = {"id": rnd.id, "number": rnd.number, "status": rnd.status,
-                   "model_version_id": rnd.model_version_id}
+                   "model_version_id": rnd.model_version_id, "policy": crowd_policy.round_policy(rnd)}
         return out, 201, f"Round {out['number']} started: predicting, then cropping."
+
+    return act(url_for("admin.rounds_page", project_id=project_id), action)
+
+
+@bp.post("/api/projects/<int:project_id>/rounds/<int:round_id>/policy")
+@require_role("admin")
+def set_round_policy(project_id: int, round_id: int):
+    """Change an open round's crowd policy (``{"policy": "budget", "budget": 20}``): crops nobody
+    has started follow it; every lease and submission is kept."""
+
+    def action():
+        rt = runtime()
+        policy = crowd_policy.policy_from_params(body_params())
+        with rt.db.session() as s:
+            project_service.get_project(s, project_id)
+            rnd = s.get(Round, round_id)
+            if rnd is None or rnd.project_id != project_id:
+                raise NotFoundError(f"project {project_id} has no round with id {round_id}")
+            changed = crowd_policy.change_round_policy(s, rt.store, rnd, policy)
+            for image_id in changed["images"]:
+                if stitching.all_fused(s, image_id, rnd.id):
+                    rt.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id,
+                                     image_id=image_id, round_id=rnd.id)
+            out = {"round": rnd.number, "policy": crowd_policy.round_policy(rnd),
+                   "skipped": changed["skipped"], "opened": changed["opened"]}
+        return out, 200, f"Round {out['round']}: {crowd_policy.describe(out['policy'])}."
 
     return act(url_for("admin.rounds_page", project_id=project_id), action)
 

@@ -58,6 +58,7 @@ def _stitch_info(s, stitch) -> dict:
         "n_cells": stitch.n_cells, "n_conflict_pixels": stitch.n_conflict_pixels,
         "n_changed_cells": stitch.n_changed_cells,
         "crops": [{"id": c.id, "index": c.index, "bbox": [c.y0, c.x0, c.y1, c.x1], "is_gold": c.is_gold,
+                   "source": "gold" if c.is_gold else c.source, "uncertainty": c.uncertainty,
                    "status": c.status, "generation": c.generation, "reopen_reason": c.reopen_reason}
                   for c in crops],
     }

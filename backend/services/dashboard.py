@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from backend.core.metrics import aggregate, object_metrics
 from backend.models import Assignment, Crop, Image, Job, LabelRevision, ModelVersion, Round, Stitch
-from backend.services import labels_io
+from backend.services import crowd_policy, labels_io
 from backend.services.line_chart import Series, line_chart_svg
 from backend.services.stitching import changed_cells
 from backend.storage import BlobStore
@@ -286,6 +286,7 @@ def round_progress(session: Session, project_id: int) -> list[dict]:
         stitches[rid][status] = n
     versions = dict(session.execute(
         select(ModelVersion.id, ModelVersion.version).where(ModelVersion.project_id == project_id)).all())
+    spent = crowd_spending(session, project_id)
     out = []
     for rnd in rounds:
         total, fused, images = crops.get(rnd.id, (0, 0, 0))
@@ -297,7 +298,35 @@ def round_progress(session: Session, project_id: int) -> list[dict]:
             "closed_at": rnd.closed_at.isoformat() + "Z" if rnd.closed_at else None,
             "images": int(images or 0), "crops": int(total or 0), "crops_fused": int(fused or 0),
             "submissions": int(submitted.get(rnd.id, 0)), "stitches": dict(stitches.get(rnd.id, {})),
+            "policy": crowd_policy.round_policy(rnd), "policy_text": crowd_policy.describe(crowd_policy.round_policy(rnd)),
+            **spent.get(rnd.id, {"crowd_crops": 0, "model_crops": 0, "held_crops": 0, "crowd_crops_cumulative": 0}),
         })
+    return out
+
+
+def crowd_spending(session: Session, project_id: int) -> dict[int, dict]:
+    """Per round id: image crops that went to the crowd, that skipped it (the model's labels,
+    unchecked), that wait for the round's budget, and crowd crops so far (cumulative)."""
+    rows = session.execute(
+        select(Crop.round_id, Round.number, Crop.source, Crop.status, func.count(Crop.id))
+        .join(Round, Round.id == Crop.round_id)
+        .where(Round.project_id == project_id, Crop.is_gold.is_(False))
+        .group_by(Crop.round_id, Round.number, Crop.source, Crop.status))
+    out: dict[int, dict] = {}
+    numbers = {}
+    for rid, number, source, status, n in rows:
+        numbers[rid] = number
+        row = out.setdefault(rid, {"crowd_crops": 0, "model_crops": 0, "held_crops": 0})
+        if source == "model":
+            row["model_crops"] += n
+        elif status == "held":
+            row["held_crops"] += n
+        else:
+            row["crowd_crops"] += n
+    total = 0
+    for rid in sorted(out, key=numbers.get):
+        total += out[rid]["crowd_crops"]
+        out[rid]["crowd_crops_cumulative"] = total
     return out
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.core.labels import image_passes_qc, remove_small_objects_labels
+from backend.services.crowd_policy import label_sources
 from backend.core.tiling import crop_plan
 from backend.errors import UserError
 from backend.models import DatasetVersion, Image, Project
@@ -108,7 +109,8 @@ def build_dataset(session: Session, store: BlobStore, project_id: int, progress=
         # no progress rows from here on: this session holds the write lock (SQLite would deadlock)
     ds.image_ids = splits
     ds.n_tiles = n_tiles
-    ds.qc = {"dropped_images": dropped, "min_cell_px": MIN_CELL_PX, "min_cells": MIN_CELLS}
+    ds.qc = {"dropped_images": dropped, "min_cell_px": MIN_CELL_PX, "min_cells": MIN_CELLS,
+             "label_sources": label_sources(session, kept)}
     session.flush()
     return ds
 

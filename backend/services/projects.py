@@ -32,6 +32,7 @@ EDITABLE = (
     "retrain_every_hours",
     "auto_promote",
     "pixel_size_um",
+    "crowd_policy",
 )
 
 
@@ -186,6 +187,10 @@ def validate_settings(values: dict, current: Project | None = None) -> dict:
         out["auto_promote"] = bool(values["auto_promote"])
     if "pixel_size_um" in values:
         out["pixel_size_um"] = pixel_size_value(values["pixel_size_um"])
+    if "crowd_policy" in values:
+        from backend.services.crowd_policy import validate_policy
+
+        out["crowd_policy"] = validate_policy(values["crowd_policy"])
     return out
 
 
@@ -260,6 +265,7 @@ def project_dict(session: Session, project: Project) -> dict:
         "retrain_every_hours": project.retrain_every_hours,
         "auto_promote": project.auto_promote,
         "pixel_size_um": project.pixel_size_um,
+        "crowd_policy": project.crowd_policy or {"policy": "all"},
         "n_images": sum(counts.values()),
         "images_by_status": counts,
         "created_at": project.created_at.isoformat() + "Z",

@@ -28,14 +28,18 @@ def promoted_model(session: Session, project_id: int) -> ModelVersion | None:
     )
 
 
-def start_round(session: Session, queue: JobQueue, project: Project) -> Round:
+def start_round(session: Session, queue: JobQueue, project: Project, policy: dict | None = None) -> Round:
     """Open the next round: every image not yet approved is predicted, then cropped.
 
     Predictions use the promoted model version; before any is promoted, the generalist or the
     classical baseline, whichever scores better on the project's labelled images (measured
     afresh by the round's first predict job, as labelled images may have arrived).
-    Raises ConflictError while a previous round is still open, UserError with no images.
+    ``policy`` (checked by :func:`backend.services.crowd_policy.validate_policy`) decides which
+    crops go to the crowd; None takes the project's. Raises ConflictError while a previous round
+    is still open, UserError with no images.
     """
+    from backend.services.crowd_policy import project_policy
+
     last = current_round(session, project.id)
     if last is not None and last.status == "open":
         raise ConflictError(f"round {last.number} of project {project.name!r} is still open; close it first")
@@ -54,6 +58,7 @@ def start_round(session: Session, queue: JobQueue, project: Project) -> Round:
         number=(last.number + 1) if last else 0,
         model_version_id=model.id if model else None,
         status="open",
+        policy={**(policy or project_policy(project)), "images": [image.id for image in images]},
     )
     session.add(rnd)
     session.flush()

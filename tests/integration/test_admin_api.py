@@ -30,6 +30,7 @@ ADMIN_ROUTES = [
     ("patch", f"/api/projects/{P}/images/1"), ("post", f"/projects/{P}/images/1/pixel-size"),
     ("post", f"/api/projects/{P}/images/1/evaluate"), ("post", f"/projects/{P}/images/1/evaluate"),
     ("get", f"/projects/{P}/rounds"), ("get", f"/api/projects/{P}/rounds"), ("post", f"/api/projects/{P}/rounds"),
+    ("post", f"/api/projects/{P}/rounds/1/policy"),
     ("get", f"/api/projects/{P}/jobs"),
     ("get", f"/api/projects/{P}/crowd-links"), ("get", f"/api/projects/{P}/crowd-links.csv"),
     ("get", f"/api/projects/{P}/models"), ("post", f"/api/projects/{P}/models/1/promote"),
