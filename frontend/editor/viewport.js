@@ -172,3 +172,57 @@ export function visibleRect(vp, imageW, imageH, viewW, viewH) {
   const x1 = Math.min(imageW, Math.ceil(b.x));
   return y0 < y1 && x0 < x1 ? [y0, x0, y1, x1] : null;
 }
+
+/**
+ * Viewport at the same scale with image point (x, y) at the view's centre
+ * (the minimap moves the view this way).
+ *
+ * @param {{scale: number, offsetX: number, offsetY: number}} vp
+ * @param {number} x Image x, pixels (floats allowed).
+ * @param {number} y Image y, pixels.
+ * @param {number} viewW View width, screen pixels.
+ * @param {number} viewH View height, screen pixels.
+ * @returns {{scale: number, offsetX: number, offsetY: number}}
+ */
+export function centreAt(vp, x, y, viewW, viewH) {
+  checkViewport(vp);
+  return { scale: vp.scale, offsetX: viewW / 2 - x * vp.scale, offsetY: viewH / 2 - y * vp.scale };
+}
+
+/**
+ * Size of a minimap that shows the whole image inside a box, aspect kept.
+ *
+ * @param {number} imageW Image width, pixels.
+ * @param {number} imageH Image height, pixels.
+ * @param {number} box Longest side of the minimap, screen pixels.
+ * @returns {{width: number, height: number, k: number}} Minimap size in
+ *   screen pixels (at least 1 each) and `k`, minimap pixels per image pixel.
+ */
+export function minimapSize(imageW, imageH, box) {
+  if (!(imageW > 0 && imageH > 0 && box > 0)) {
+    throw new RangeError(`image (${imageW}x${imageH}) and minimap box (${box}) must be positive`);
+  }
+  const k = box / Math.max(imageW, imageH);
+  return { width: Math.max(1, Math.round(imageW * k)), height: Math.max(1, Math.round(imageH * k)), k };
+}
+
+/**
+ * The part of the image in view, as a rectangle on the minimap.
+ *
+ * @param {{scale: number, offsetX: number, offsetY: number}} vp
+ * @param {number} imageW Image width, pixels.
+ * @param {number} imageH Image height, pixels.
+ * @param {number} viewW View width, screen pixels.
+ * @param {number} viewH View height, screen pixels.
+ * @param {number} k Minimap pixels per image pixel ({@link minimapSize}).
+ * @returns {{x: number, y: number, w: number, h: number}|null} Minimap
+ *   pixels (floats), clipped to the image; null when none of it is in view.
+ */
+export function minimapRect(vp, imageW, imageH, viewW, viewH, k) {
+  const a = screenToImage(vp, 0, 0);
+  const b = screenToImage(vp, viewW, viewH);
+  const x0 = Math.max(0, a.x), y0 = Math.max(0, a.y);
+  const x1 = Math.min(imageW, b.x), y1 = Math.min(imageH, b.y);
+  if (x0 >= x1 || y0 >= y1) return null;
+  return { x: x0 * k, y: y0 * k, w: (x1 - x0) * k, h: (y1 - y0) * k };
+}

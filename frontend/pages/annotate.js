@@ -17,6 +17,7 @@
 
 import { History, HistoryStore } from "../editor/history.js";
 import { Editor } from "../editor/app/editor.js";
+import { buildNavigator } from "../editor/app/navigator.js";
 import { buildSidePanel } from "../editor/app/panels.js";
 import { buildHelpOverlay, buildStatusBar, buildToolbar } from "../editor/app/toolbar.js";
 import { TaskSaver } from "./annotate/autosave.js";
@@ -92,6 +93,7 @@ async function boot() {
   buildToolbar(ui.roles.toolbar, editor);
   buildStatusBar(ui.roles.statusbar, editor, featureNames);
   buildSidePanel(ui.roles["side-editor"], editor, { featureNames });
+  buildNavigator(editor);
   const toggleHelp = buildHelpOverlay(ui.roles.help);
   ui.roles["help-button"].addEventListener("click", () => toggleHelp());
   editor.addEventListener("help", () => toggleHelp());

@@ -16,6 +16,7 @@
  */
 
 import { Editor } from "../editor/app/editor.js";
+import { buildNavigator } from "../editor/app/navigator.js";
 import { buildSidePanel } from "../editor/app/panels.js";
 import { buildHelpOverlay, buildStatusBar, buildToolbar } from "../editor/app/toolbar.js";
 import { TaskSaver } from "./annotate/autosave.js";
@@ -91,6 +92,7 @@ async function boot() {
   buildToolbar(role("toolbar"), editor);
   buildStatusBar(role("statusbar"), editor, featureNames);
   buildSidePanel(role("side-editor"), editor, { featureNames });
+  buildNavigator(editor);
   const toggleHelp = buildHelpOverlay(role("help"));
   role("help-button").addEventListener("click", () => toggleHelp());
   editor.addEventListener("help", () => toggleHelp());

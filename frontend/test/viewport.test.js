@@ -2,7 +2,8 @@ import test from "node:test";
 import assert from "node:assert/strict";
 
 import {
-  clampViewport, fitViewport, imageToScreen, panBy, pixelAt, screenToImage, visibleRect, wheelZoomFactor, zoomAt,
+  centreAt, clampViewport, fitViewport, imageToScreen, minimapRect, minimapSize, panBy, pixelAt, screenToImage, visibleRect,
+  wheelZoomFactor, zoomAt,
 } from "../editor/viewport.js";
 import { seededRandom } from "./layer_grids.js";
 
@@ -77,4 +78,29 @@ test("visible rectangle in image pixels", () => {
   assert.deepEqual(visibleRect({ scale: 2, offsetX: -21, offsetY: 0 }, 100, 100, 50, 40), [0, 10, 20, 36]);
   assert.deepEqual(visibleRect({ scale: 1, offsetX: 0, offsetY: 0 }, 10, 10, 500, 500), [0, 0, 10, 10]);
   assert.equal(visibleRect({ scale: 1, offsetX: 600, offsetY: 0 }, 10, 10, 500, 500), null);
+});
+
+test("centreAt puts an image point at the view's centre, keeping the zoom", () => {
+  const vp = centreAt({ scale: 4, offsetX: 17, offsetY: -3 }, 100, 50, 800, 600);
+  assert.equal(vp.scale, 4);
+  assert.deepEqual(imageToScreen(vp, 100, 50), { x: 400, y: 300 });
+});
+
+test("the minimap fits the image in its box, aspect kept", () => {
+  assert.deepEqual(minimapSize(2048, 1024, 160), { width: 160, height: 80, k: 160 / 2048 });
+  assert.deepEqual(minimapSize(270, 270, 160), { width: 160, height: 160, k: 160 / 270 });
+  assert.equal(minimapSize(1, 5000, 160).width, 1);
+  assert.throws(() => minimapSize(0, 10, 160), /must be positive/);
+});
+
+test("the minimap's viewport rectangle is the part of the image in view, clipped", () => {
+  const k = 0.1; // 1000 px image -> 100 px minimap
+  const whole = fitViewport(1000, 1000, 500, 500);
+  assert.deepEqual(minimapRect(whole, 1000, 1000, 500, 500, k), { x: 0, y: 0, w: 100, h: 100 });
+  const zoomed = { scale: 2, offsetX: -400, offsetY: -1000 }; // view shows x 200..450, y 500..750
+  const r = minimapRect(zoomed, 1000, 1000, 500, 500, k);
+  for (const [got, want] of [[r.x, 20], [r.y, 50], [r.w, 25], [r.h, 25]]) near(got, want);
+  const edge = minimapRect({ scale: 2, offsetX: 100, offsetY: 0 }, 1000, 1000, 500, 500, k); // image starts 50 px in
+  near(edge.x, 0); near(edge.w, 20);
+  assert.equal(minimapRect({ scale: 1, offsetX: 2000, offsetY: 0 }, 1000, 1000, 500, 500, k), null);
 });

@@ -16,6 +16,7 @@
  */
 
 import { History } from "../history.js";
+import { trackCellAreas } from "../cell_areas.js";
 import { MAX_LABEL_ID, getLabel, growBbox, maxLabelId } from "../labels.js";
 import { resolveKey } from "../keys.js";
 import { DisplayState } from "./display.js";
@@ -82,6 +83,8 @@ export class Editor extends EventTarget {
     this.pixelLayers = [];
     this.screenLayers = [];
     this.pointerFilter = null;
+    /** Pixels per cell of each layer (`cellAreas.of(feature).area(id)`, `.count`), kept by the edits. */
+    this.cellAreas = trackCellAreas(this);
     this.view = new CanvasView(stage, {
       width, height,
       paint: (out, rect) => {

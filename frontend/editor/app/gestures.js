@@ -23,6 +23,9 @@ export const TOOL_CURSORS = Object.freeze({
   threshold: "crosshair", watershed: "crosshair",
 });
 
+/** Thousands separators of the hover readout's cell size. */
+const PX = new Intl.NumberFormat("en");
+
 /** Smallest threshold box side, pixels. */
 const MIN_BOX_PX = 3;
 
@@ -232,7 +235,8 @@ export function drawOverlay(ed, ctx, view) {
     ctx.fillRect(cx - 1.5, cy - 1.5, 3, 3);
   }
   if (ed.hover && ed.hover.id > 0 && view.pointerInside) {
-    idTag(ctx, sx(ed.hover.x + 1) + 10, sy(ed.hover.y + 1) + 10, `#${ed.hover.id}`, view);
+    const area = ed.cellAreas.of(ed.feature).area(ed.hover.id);
+    idTag(ctx, sx(ed.hover.x + 1) + 10, sy(ed.hover.y + 1) + 10, `#${ed.hover.id} · ${PX.format(area)} px`, view);
   }
 }
 

@@ -7,9 +7,10 @@
  * @module editor/app/panels
  */
 
-import { rgbToHex } from "./display.js";
+import { OUTLINE_CHOICES, rgbToHex } from "./display.js";
 
 let uid = 0;
+const COUNT = new Intl.NumberFormat("en");
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -73,23 +74,46 @@ export function buildSidePanel(container, editor, { featureNames = ["Whole cell"
 function buildLabelSection(editor, featureNames) {
   const feature = segmented("Label layer", featureNames.map((n, i) => [i, n]), (f) => editor.setLabelDisplay({ feature: f }));
   const mode = segmented("Label display", [["fill", "Filled"], ["outline", "Outline"]], (m) => editor.setLabelDisplay({ mode: m }));
-  const opacity = slider("Opacity", { min: 0, max: 1, step: 0.05, value: editor.display.labels.opacity, format: (v) => `${Math.round(v * 100)}%` },
+  const opacity = slider("Fill", { min: 0, max: 1, step: 0.05, value: editor.display.labels.opacity, format: (v) => `${Math.round(v * 100)}%` },
     (v) => editor.setLabelDisplay({ opacity: v }));
+  opacity.input.title = "Fill opacity of the cells";
+  const outline = el("select", { class: "ll-select", title: "Colour of the cell outlines", "aria-label": "Outline colour" },
+    ...OUTLINE_CHOICES.map(([hex, name]) => el("option", { value: hex ?? "cells" }, name)));
+  outline.addEventListener("change", () => {
+    editor.setLabelDisplay({ outline: outline.value === "cells" ? null : outline.value });
+    outline.blur(); // the keys go back to the editor
+  });
   const show = el("input", { type: "checkbox", checked: editor.display.labels.visible });
-  show.addEventListener("change", () => editor.setLabelDisplay({ visible: show.checked }));
+  show.addEventListener("change", () => { editor.setLabelDisplay({ visible: show.checked }); show.blur(); });
+  const only = el("input", { type: "checkbox", checked: editor.display.labels.selectedOnly });
+  only.addEventListener("change", () => { editor.setLabelDisplay({ selectedOnly: only.checked }); only.blur(); });
+  const count = el("span", { class: "ll-cell-count", dataset: { role: "cell-count" } });
   const section = el("section", { class: "ll-panel ll-panel-labels" },
-    el("h2", {}, "Labels"),
+    el("h2", {}, "Labels ", count),
     feature.group,
     mode.group,
     opacity.row,
-    el("label", { class: "ll-check" }, show, "Show labels (L)"));
+    el("div", { class: "ll-slider" }, el("label", {}, "Outlines"), outline),
+    el("label", { class: "ll-check" }, show, "Show labels (L)"),
+    el("label", { class: "ll-check" }, only, "Selected cell only"));
   const sync = () => {
     const s = editor.display.labels;
     feature.set(s.feature);
     mode.set(s.mode);
     opacity.set(s.opacity);
+    outline.value = s.outline ?? "cells";
     show.checked = s.visible;
+    only.checked = s.selectedOnly;
+    syncCount();
   };
+  let shown = -1;
+  const syncCount = () => {
+    const n = editor.cellAreas.of(editor.feature).count;
+    if (n === shown) return;
+    shown = n;
+    count.textContent = `· ${COUNT.format(n)} cell${n === 1 ? "" : "s"}`;
+  };
+  editor.addEventListener("edit", syncCount);
   return { section, sync };
 }
 
