@@ -72,6 +72,14 @@ def test_crowd_editor_label_display_hover_readout_and_navigator(page, crowd_runt
     assert f.evaluate("() => window.looplabel.editor.display.labels.opacity") == pytest.approx(0.8)
     assert f.evaluate(PIXEL_JS, list(b_in)) != inside_before
 
+    # "Auto" stretches a channel's display range to what the crop holds (floor, ceiling left out).
+    f.click('[data-channel="0"] summary')
+    f.click('[data-channel="0"] button:text("Auto")')
+    lo, hi = f.evaluate("() => window.looplabel.editor.display.channels[0].range")
+    assert 0 < lo < hi < 255
+    assert f.input_value('[data-channel="0"] input[type="range"] >> nth=0') == str(lo)
+    f.click('[data-channel="0"] summary')
+
     # Hovering a cell shows its id and size in pixels next to the cursor.
     f.evaluate(RECORD_TEXT_JS)
     page.mouse.move(*ui.point(*a_in))

@@ -7,6 +7,7 @@
  * @module editor/app/panels
  */
 
+import { autoRange } from "../auto_range.js";
 import { OUTLINE_CHOICES, rgbToHex } from "./display.js";
 
 let uid = 0;
@@ -162,10 +163,16 @@ function channelRow(editor, c) {
   invert.addEventListener("change", () => editor.setChannel(c, { invert: invert.checked }));
   const reset = el("button", { type: "button", class: "ll-link" }, "Reset");
   reset.addEventListener("click", () => editor.setChannel(c, { range: [0, 255], brightness: 0, contrast: 1, gamma: 1, invert: false }));
+  const auto = el("button", { type: "button", class: "ll-link", title: "Stretch the display range to what this image holds" }, "Auto");
+  auto.addEventListener("click", () => {
+    const n = editor.width * editor.height;
+    editor.setChannel(c, { range: autoRange(editor.channels.subarray(c * n, (c + 1) * n)) });
+    auto.blur();
+  });
   const details = el("details", { class: "ll-channel-details" },
     el("summary", { title: "Display range, brightness, contrast, gamma" }, "Adjust"),
     lo.row, hi.row, brightness.row, contrast.row, gamma.row,
-    el("div", { class: "ll-channel-foot" }, el("label", { class: "ll-check" }, invert, "Invert"), reset));
+    el("div", { class: "ll-channel-foot" }, el("label", { class: "ll-check" }, invert, "Invert"), auto, reset));
   const row = el("div", { class: "ll-channel", dataset: { channel: String(c) } },
     el("div", { class: "ll-channel-head" }, visible, colour, name), details);
   const sync = () => {
