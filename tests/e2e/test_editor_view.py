@@ -102,8 +102,8 @@ def test_crowd_editor_label_display_hover_readout_and_navigator(page, crowd_runt
 
     # Deleting the selected cell lowers the count (the keys still reach the editor).
     ui.key("Delete")
-    ui.wait_until(f"() => document.querySelector('[data-role=\"cell-count\"]').textContent.includes('{n_cells - 1} cells')",
-                  what="the cell count after a delete")
+    ui.wait_until("() => document.querySelector('[data-role=\"cell-count\"]').textContent"
+                  f".includes('{n_cells - 1} cells')", what="the cell count after a delete")
 
     # Navigator: zoom buttons, 100 %, fit, and the minimap moves the view.
     nav = '[data-role="navigator"]'
