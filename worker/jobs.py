@@ -135,7 +135,11 @@ def train_model(ctx: JobContext, project_id: int, dataset_id: int, steps: int, b
     from worker.training import train_version
 
     result = train_version(ctx, project_id, dataset_id, steps, backbone, reason)
-    ctx.progress(1.0, f"done: F1 {result['f1']:.3f} (reference {result['reference_f1']:.3f})"
+    def fmt(value):
+        return "—" if value is None else f"{value:.3f}"
+
+    ctx.progress(1.0, f"done: score {fmt(result['headline'])}, F1 {fmt(result['f1'])} (replaces "
+                 f"{result['reference']}: score {fmt(result['reference_headline'])}, F1 {fmt(result['reference_f1'])})"
                  + (", promoted" if result["promoted"] else ""))
     return result
 

@@ -55,18 +55,20 @@ def labelled_images(session: Session, store: BlobStore, project: Project) -> tup
 
 
 def score(predictor: Predictor, samples: list, features: list[str]) -> dict:
-    """Pooled whole-cell and nuclear F1 of a predictor on (raw, truth, mpp) samples."""
+    """Pooled whole-cell and nuclear F1 and panoptic quality of a predictor on (raw, truth, mpp)
+    samples; ``headline`` (what decides) is the mean panoptic quality over the project's features."""
     per = {0: [], 1: []}
     for raw, truth, mpp in samples:
         labels = predict_image(predictor, raw, mpp=mpp)
         for f in (0, 1):
             if truth[f].any():
                 per[f].append(object_metrics(truth[f], labels[f]))
-    f1 = {name: (round(float(aggregate(per[f]).f1), 4) if per[f] else None)
-          for f, name in enumerate(("whole_cell", "nuclear"))}
-    headline = [f1[name] for name in features if f1.get(name) is not None]
-    f1["headline"] = round(float(np.mean(headline)), 4) if headline else None
-    return f1
+    pooled = {name: aggregate(per[f]) if per[f] else None for f, name in enumerate(("whole_cell", "nuclear"))}
+    out = {name: (round(float(m.f1), 4) if m else None) for name, m in pooled.items()}
+    out["pq"] = {name: (round(m.pq, 4) if m else None) for name, m in pooled.items()}
+    headline = [out["pq"][name] for name in features if out["pq"].get(name) is not None]
+    out["headline"] = round(float(np.mean(headline)), 4) if headline else None
+    return out
 
 
 def choose_round_zero(session: Session, store: BlobStore, project: Project) -> dict:

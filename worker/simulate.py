@@ -379,7 +379,8 @@ class Simulation:
                  f"flagged {caught['flagged'] or 'nobody'}; training")
         training = self.train()
         self.say(f"round {r}: model v{training['version']}: F1 {_fmt(training['f1_test_split'])} on its test split "
-                 f"(reference {training['reference_source']} {_fmt(training['reference_f1'])}), "
+                 f"(reference {training['reference_source']} {_fmt(training['reference_f1'])}); score "
+                 f"{_fmt(training['score_test_split'])} vs {_fmt(training['reference_score'])}, "
                  + (f"promoted by the {training['promoted_by']}" if training["promoted_by"] else "not promoted"))
         self.records += records
         return round_summary(r, rnd, f1, records, review, caught, training, self.runtime, time.perf_counter() - t0)
@@ -553,6 +554,7 @@ class Simulation:
         reference = metrics.get("reference") or {}
         return {"model_version_id": newest["id"], "version": newest["version"], "status": newest["status"],
                 "promoted_by": promoted_by, "f1_test_split": metrics.get("f1"), "reference_f1": reference.get("f1"),
+                "score_test_split": metrics.get("headline"), "reference_score": reference.get("headline"),
                 "nuclear_f1_test_split": metrics.get("nuclear_f1"), "reference_nuclear_f1": reference.get("nuclear_f1"),
                 "reference_source": reference.get("source"), "train_seconds": metrics.get("train_seconds")}
 

@@ -43,7 +43,8 @@ def evaluate_predictions(predict: Callable[[np.ndarray], np.ndarray], X: np.ndar
     Returns
     -------
     dict
-        ``f1`` (whole-cell, the headline figure as in Mesmer), ``nuclear_f1``, and per feature the
+        ``f1`` (whole-cell, as in Mesmer), ``nuclear_f1``, ``pq`` and ``nuclear_pq`` (panoptic
+        quality), and per feature the
         pooled :class:`~backend.core.metrics.ObjectMetrics` as a dict; ``n_images``.
     """
     per_feature: dict[str, list] = {f: [] for f in FEATURE_NAMES}
@@ -53,9 +54,10 @@ def evaluate_predictions(predict: Callable[[np.ndarray], np.ndarray], X: np.ndar
             per_feature[name].append(object_metrics(y[i, ..., f], labels[f]))
     pooled = {name: aggregate(results) for name, results in per_feature.items() if results}
     out = {name: m.as_dict() for name, m in pooled.items()}
-    for name, key in (("whole_cell", "f1"), ("nuclear", "nuclear_f1")):
+    for name, key in (("whole_cell", ""), ("nuclear", "nuclear_")):
         has_truth = any(r.n_true for r in per_feature[name])
-        out[key] = float(pooled[name].f1) if name in pooled and has_truth else None
+        out[f"{key}f1"] = float(pooled[name].f1) if name in pooled and has_truth else None
+        out[f"{key}pq"] = float(pooled[name].pq) if name in pooled and has_truth else None
     out["n_images"] = int(X.shape[0])
     return out
 
@@ -112,10 +114,12 @@ def dataset_scale_factor(y: np.ndarray, scale: dict, mpp: float | None) -> float
 
 
 def headline(metrics: dict, features: list[str]) -> float | None:
-    """The figure a version is judged by: whole-cell F1, or nuclear F1 in a nuclear-only project."""
-    if "whole_cell" in features and metrics.get("f1") is not None:
-        return metrics["f1"]
-    return metrics.get("nuclear_f1")
+    """The figure a version is judged by: the mean panoptic quality (F1 × mean matched IoU) over
+    the project's features. F1 at IoU 0.5 alone would let a version that outlines cells worse, and
+    so costs the crowd more redrawing, replace a better one."""
+    values = [metrics[key] for feature, key in (("whole_cell", "pq"), ("nuclear", "nuclear_pq"))
+              if feature in features and metrics.get(key) is not None]
+    return round(float(np.mean(values)), 4) if values else None
 
 
 def reference_candidates(session, store, project_id: int) -> list:
@@ -193,8 +197,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         ref_metrics = {}
         for p in references:
             m = evaluate_predictions(lambda img, p=p: predict_image(p, img, mpp=mpp), X_eval, y_eval)
-            ref_metrics[p.name] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"],
-                                   "headline": headline(m, features)}
+            ref_metrics[p.name] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"], "pq": m["pq"],
+                                   "nuclear_pq": m["nuclear_pq"], "headline": headline(m, features)}
         best_ref = max(ref_metrics, key=lambda n: ref_metrics[n]["headline"] or -1.0)
         metrics_reference = {"source": best_ref, **ref_metrics[best_ref], "candidates": ref_metrics}
 
@@ -238,7 +242,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         metrics["headline"] = headline(metrics, features)
         metrics["reference"] = metrics_reference
         metrics["evaluated_on"] = "test" if X_test.shape[0] else "val"
-        metrics["calibration"] = {"validation_f1": calibration["validation_f1"], "zoom": zoom,
+        metrics["calibration"] = {"objective": calibration["objective"],
+                                  "validation_score": calibration["validation_score"], "zoom": zoom,
                                   "by_zoom": calibration["by_zoom"], "seconds": calibration["seconds"]}
         metrics["train_seconds"] = round(train_s, 1)
         metrics["train_scale_factor"] = round(float(factor), 3)
@@ -256,8 +261,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         mv.postprocess, mv.scale = json_safe(postprocess), json_safe(scale)
         promoted_now = registry.apply_promotion_rule(s, mv)
     return {"model_version_id": mv_id, "f1": metrics["f1"], "headline": metrics["headline"],
-            "reference_f1": metrics_reference["headline"], "reference": best_ref,
-            "promoted": promoted_now}
+            "reference_f1": metrics_reference["f1"], "reference_headline": metrics_reference["headline"],
+            "reference": best_ref, "promoted": promoted_now}
 
 
 def evaluate_version(ctx, model_version_id: int, dataset_id: int | None = None) -> dict:

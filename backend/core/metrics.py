@@ -186,6 +186,12 @@ class ObjectMetrics:
     ap_thresholds: tuple[float, ...]
     ap_tp: tuple[int, ...]
 
+    @property
+    def pq(self) -> float:
+        """Panoptic quality (Kirillov et al. 2019): ``f1 × mean_matched_iou``, detection and
+        outline quality in one figure (what an annotator has to fix is both)."""
+        return float(self.f1 * self.mean_matched_iou)
+
     def ap(self) -> dict[float, float]:
         """AP at each threshold of ``ap_thresholds``: ``{threshold: AP}``."""
         return {t: _ap(self.n_true, self.n_pred, tp)
@@ -197,6 +203,7 @@ class ObjectMetrics:
         out["ap_thresholds"] = list(self.ap_thresholds)
         out["ap_tp"] = list(self.ap_tp)
         out["ap"] = {f"{t:.2f}": v for t, v in self.ap().items()}
+        out["pq"] = self.pq
         return out
 
 

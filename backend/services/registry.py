@@ -100,8 +100,9 @@ def roll_back(session: Session, project_id: int) -> ModelVersion | None:
     return previous
 
 
-def headline_f1(metrics: dict) -> float | None:
-    """The figure versions are compared by (whole-cell F1; nuclear F1 in nuclear-only projects)."""
+def headline_score(metrics: dict) -> float | None:
+    """The figure versions are compared by: the mean panoptic quality over the project's features
+    (:func:`worker.training.headline`); whole-cell F1 for versions measured before it existed."""
     metrics = metrics or {}
     value = metrics.get("headline", metrics.get("f1"))
     return float(value) if value is not None else None
@@ -118,9 +119,9 @@ def apply_promotion_rule(session: Session, mv: ModelVersion) -> bool:
     project = session.get(Project, mv.project_id)
     if not project.auto_promote or mv.status != "ready":
         return False
-    new_f1 = headline_f1(mv.metrics)
-    reference_f1 = headline_f1((mv.metrics or {}).get("reference") or {})
-    if new_f1 is None or reference_f1 is None or new_f1 <= reference_f1:
+    new = headline_score(mv.metrics)
+    reference = headline_score((mv.metrics or {}).get("reference") or {})
+    if new is None or reference is None or new <= reference:
         return False
     promote(session, mv.id)
     return True

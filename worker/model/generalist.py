@@ -215,8 +215,9 @@ def calibrate(args) -> None:
                      "trained_nucleus_diameter": trained, "zoom": result["zoom"]}
     card["provenance"]["calibration"] = {"script": "python -m worker.model.generalist calibrate",
                                          "val_images": args.val_images,
-                                         "validation_f1_default_vs_chosen": result["validation_f1"],
-                                         "mean_f1_by_zoom": result["by_zoom"]}
+                                         "objective": result["objective"],
+                                         "validation_score_default_vs_chosen": result["validation_score"],
+                                         "mean_score_by_zoom": result["by_zoom"]}
     CARD_PATH.write_text(json.dumps(card, indent=2) + "\n")
     print(json.dumps(result))
 

@@ -27,8 +27,9 @@ def test_the_chosen_options_are_never_worse_than_the_defaults_and_come_from_the_
     outputs = [_noisy_outputs(t.labels, i) for i, t in enumerate(tissues)]
     truths = np.stack([np.moveaxis(t.labels, 0, -1) for t in tissues])
     result = calibrate_postprocess(outputs, truths, ("whole_cell", "nuclear"), time_budget_s=60)
-    for feature, (default_f1, chosen_f1) in result["validation_f1"].items():
-        assert chosen_f1 >= default_f1 > 0.3
+    assert result["objective"] == "pq"
+    for feature, (default_score, chosen_score) in result["validation_score"].items():
+        assert chosen_score >= default_score > 0.3
         options = result["feature_kwargs"][feature]
         assert set(options) == set(DEFAULT_POSTPROCESS)
         assert all(options[k] in SEARCH_GRID[k] for k in options)
@@ -71,3 +72,26 @@ def test_calibrate_scale_scores_every_zoom_on_the_original_grid():
     assert set(result["by_zoom"]) == {"1.0", "1.5"} and result["zoom"] in (1.0, 1.5)
     assert result["by_zoom"][str(result["zoom"])] == max(result["by_zoom"].values())
     assert all(0.8 < f1 <= 1 for f1 in result["by_zoom"].values())
+
+
+def test_the_objective_counts_outlines_where_f1_does_not():
+    """Cells drawn 2 px too large keep F1 at IoU 0.5 but lose panoptic quality: calibration
+    must prefer the options that outline cells right, as an annotator would redraw the others."""
+    from scipy import ndimage as ndi
+
+    from worker.model.calibrate import _pooled_score
+
+    t = synthetic_tissue(128, 128, n_channels=2, seed=7)
+    truth = t.nuclear
+    inner = truth > 0
+    ring = ndi.binary_dilation(inner, iterations=2) & ~inner
+    pixelwise = np.zeros((*truth.shape, 3), np.float32)
+    pixelwise[..., 0] = 1.0
+    pixelwise[inner] = (0.0, 1.0, 0.0)
+    pixelwise[ring] = (0.2, 0.3, 0.5)  # a halo the loose threshold takes in
+    distance = ndi.distance_transform_edt(inner)[..., None].astype(np.float32)
+    distance /= max(float(distance.max()), 1.0)
+    outputs = [{"nuclear_pixelwise": pixelwise, "nuclear_distance": distance}]
+    tight = dict(DEFAULT_POSTPROCESS, interior_threshold=0.45)
+    loose = dict(DEFAULT_POSTPROCESS, interior_threshold=0.1)
+    assert _pooled_score(outputs, [truth], "nuclear", tight, "pq") > _pooled_score(outputs, [truth], "nuclear", loose, "pq")
