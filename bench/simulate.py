@@ -17,6 +17,16 @@ it beats what it would replace on the held-out approved images (``--promotion al
 admin promotes every version).
 
 Usage: ``python bench/simulate.py [--rounds 4] [--images 4] [--size 512] [--steps 300] ...``
+
+Crowd policies (``--policy all,budget,confident-skip`` runs each on fresh instances with the same
+seeds and images, one after the other): ``budget`` sends at most ``--budget`` image crops per round
+to the crowd (default: half of a round's image crops), the most uncertain first;
+``confident-skip`` skips crops whose uncertainty is under ``--skip-below``. Per policy it prints
+``f1_by_round``, ``crowd_crops_by_round``, ``approved_label_f1`` (the approved labels against the
+truth) and ``uncertainty_vs_corrections`` (Spearman correlation of a crop's expected fixes with the
+cells honest annotators changed in it); the last JSON line holds them all, and, when ``all`` and
+another policy ran, whether that policy reached ``all``'s last-round F1 within 0.01 on at most
+half its crowd crops with approved labels at least 0.97 × as good.
 """
 
 from __future__ import annotations
@@ -49,7 +59,66 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--test-images", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: in the temporary instance)")
+    parser.add_argument("--policy", default="all",
+                        help="crowd policy, or several to compare: all, budget, confident-skip (comma-separated)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="budget policy: crowd crops per round (default: half a round's image crops)")
+    parser.add_argument("--skip-below", type=float, default=None,
+                        help="confident-skip policy: crop uncertainty under which a crop skips the crowd")
     args = parser.parse_args(argv)
+    policies = [p.strip() for p in args.policy.split(",") if p.strip()]
+    if len(policies) == 1:
+        return run_one(args, policies[0])
+    results = {name: run_one(args, name, quiet_json=True) for name in policies}
+    figures = {"policies": results, **compare_policies(results)}
+    print(json.dumps(figures))
+    return figures
+
+
+def policy_of(args, name: str) -> dict:
+    """The policy ``name`` with the bench's budget or threshold."""
+    from backend.core.tiling import crop_plan
+    from backend.services.crowd_policy import DEFAULT_SKIP_BELOW
+    from backend.services.stitching import gold_indices
+
+    if name == "budget":
+        budget = args.budget
+        if budget is None and args.data is None:
+            n = len(crop_plan((args.size, args.size), 270, 27))
+            budget = args.images * (n - len(gold_indices(n, 0.25, 0))) // 2
+        if budget is None:
+            raise SystemExit("--policy budget with --data needs --budget")
+        return {"policy": "budget", "budget": int(budget)}
+    if name == "confident-skip":
+        return {"policy": name, "skip_below": DEFAULT_SKIP_BELOW if args.skip_below is None else args.skip_below}
+    return {"policy": name}
+
+
+def compare_policies(results: dict) -> dict:
+    """Did a cheaper policy keep the loop's quality? (against ``all``, when it ran)"""
+    if "all" not in results:
+        return {}
+    base = results["all"]
+    base_f1, base_crops = base["f1_by_round"][-1], sum(base["crowd_crops_by_round"])
+    out = {}
+    for name, r in results.items():
+        if name == "all":
+            continue
+        crops = sum(r["crowd_crops_by_round"])
+        out[name] = {
+            "crowd_crops_share": round(crops / base_crops, 3) if base_crops else None,
+            "last_f1_gap": round(base_f1 - r["f1_by_round"][-1], 4),
+            "approved_label_f1_ratio": (round(r["approved_label_f1"] / base["approved_label_f1"], 4)
+                                        if base["approved_label_f1"] else None),
+        }
+        out[name]["goal_met"] = bool(out[name]["crowd_crops_share"] is not None
+                                     and out[name]["crowd_crops_share"] <= 0.5
+                                     and out[name]["last_f1_gap"] <= 0.01
+                                     and (out[name]["approved_label_f1_ratio"] or 0) >= 0.97)
+    return {"versus_all": out}
+
+
+def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
 
     from backend.config import Settings
     from backend.db import Database
@@ -72,7 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
                               annotators_per_crop=args.annotators_per_crop, profiles=args.profiles,
                               train_steps=args.steps, backbone=args.backbone, seed=args.seed,
                               test_images=args.test_images, promotion=args.promotion,
-                              out_dir=args.out or instance / "report")
+                              policy=policy_of(args, policy_name),
+                              out_dir=(args.out / policy_name if args.out else instance / "report"))
     started = time.perf_counter()
     try:
         report = run_simulation(runtime, config, progress=lambda line: print(
@@ -81,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         runtime.close()
 
     print()
+    print(f"policy: {report['policy']}")
     print(f"{'round':>5} {'predictor':>12} {'held-out F1':>11} {'cells/crop':>10} {'px/crop':>9} "
           f"{'median s/crop':>13} {'sent back':>9} {'reviewer fixes':>14} {'new model':>9} {'promoted':>8}")
     for r in report["rounds"]:
@@ -110,13 +181,20 @@ def main(argv: list[str] | None = None) -> dict:
         "corrections_fall_every_round": bool(len(corrections) > 1 and None not in corrections
                                              and all(b < a for a, b in zip(corrections, corrections[1:]))),
         "round_zero_predictor": report["round_zero_predictor"],
+        "policy": report["policy"],
+        "crowd_crops_by_round": report["crowd_crops_by_round"],
+        "model_crops_by_round": report["model_crops_by_round"],
+        "approved_label_f1": report["approved_label_f1"],
+        "approved_label_f1_by_round": report["approved_label_f1_by_round"],
+        "uncertainty_vs_corrections": report["uncertainty_vs_corrections"],
         "data": str(args.data) if args.data else "synthetic",
         "spammer_caught": report["spammer_caught"],
         "rounds": args.rounds, "images_per_round": args.images, "size": args.size, "steps_per_round": args.steps,
         "backbone": args.backbone, "promotion": args.promotion, "minutes": report["minutes"],
         "database": settings.database_url.split(":", 1)[0], "queue": "rq" if settings.redis_url else "inline",
     }
-    print(json.dumps(figures))
+    if not quiet_json:
+        print(json.dumps(figures))
     return figures
 
 

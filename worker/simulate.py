@@ -72,6 +72,7 @@ class SimulationConfig:
     project_name: str | None = None
     data: Path | None = None  # a lab's labelled NPZ instead of the synthetic generator
     data_channels: str | None = None  # "nuclear,membrane" channel indices of ``data``
+    policy: dict | None = None  # the rounds' crowd policy (backend.services.crowd_policy); None: all
 
     def __post_init__(self):
         checks = [(1 <= self.images <= 500, "images must be between 1 and 500"),
@@ -88,6 +89,13 @@ class SimulationConfig:
         for ok, message in checks:
             if not ok:
                 raise SimulationError(message)
+        from backend.errors import UserError
+        from backend.services.crowd_policy import validate_policy
+
+        try:
+            object.__setattr__(self, "policy", validate_policy(self.policy))
+        except UserError as exc:
+            raise SimulationError(str(exc)) from None
         from worker.simulation_data import LabelledFileImages, SimulationDataError, SyntheticImages
 
         try:
@@ -357,7 +365,8 @@ class Simulation:
     def round(self, r: int, held_out: "HeldOutTest") -> dict:
         t0, config = time.perf_counter(), self.config
         self.upload_images(r)
-        rnd = {**self.admin.json("POST", f"/api/projects/{self.pid}/rounds"), "project_id": self.pid}
+        rnd = {**self.admin.json("POST", f"/api/projects/{self.pid}/rounds", json_body={"policy": config.policy}),
+               "project_id": self.pid}
         drain_jobs(self.runtime, self.first_job)
         with self.runtime.db.session() as s:
             predictor = s.get(Round, rnd["id"]).predictor or "baseline"
@@ -373,6 +382,8 @@ class Simulation:
             records += self.crowd_pass(r)
         self.review_pass(False, rejected, review)
         self.check_all_approved(r)
+        review["approved_label_f1"] = self.approved_label_f1(rnd["id"])
+        spending = self.crop_figures(rnd["id"], records)
         caught = self.catch_spammers(self.records + records)
         self.say(f"round {r}: {len(records)} submissions, {review['rejected_crops']} crop(s) sent back, "
                  f"{review['cells_fixed']} cell(s) fixed by the reviewer, "
@@ -383,7 +394,38 @@ class Simulation:
                  f"{_fmt(training['score_test_split'])} vs {_fmt(training['reference_score'])}, "
                  + (f"promoted by the {training['promoted_by']}" if training["promoted_by"] else "not promoted"))
         self.records += records
-        return round_summary(r, rnd, f1, records, review, caught, training, self.runtime, time.perf_counter() - t0)
+        summary = round_summary(r, rnd, f1, records, review, caught, training, self.runtime, time.perf_counter() - t0)
+        return {**summary, **spending}
+
+    def approved_label_f1(self, round_id: int) -> float | None:
+        """Whole-cell F1 of the labels approved this round against the truth, pooled over images."""
+        from backend.core.metrics import aggregate, object_metrics
+        from backend.models import Stitch
+        from backend.services import labels_io
+
+        with self.runtime.db.session() as s:
+            images = list(s.scalars(select(Stitch.image_id).where(Stitch.round_id == round_id,
+                                                                 Stitch.status == "approved")))
+            keys = {i: s.get(Image, i).labels_key for i in images}
+        results = [object_metrics(self.oracle.image(i)[0], labels_io.get_labels(self.runtime.store, k)[0])
+                   for i, k in keys.items() if k]
+        return round(float(aggregate(results).f1), 4) if results else None
+
+    def crop_figures(self, round_id: int, records: list[TaskRecord]) -> dict:
+        """Crowd crops spent this round, and each crowd crop's score against the cells the honest
+        annotators changed in it (from the prediction)."""
+        with self.runtime.db.session() as s:
+            crops = list(s.scalars(select(Crop).where(Crop.round_id == round_id, Crop.is_gold.is_(False))))
+            scores = {c.id: (c.expected_fixes, c.uncertainty) for c in crops}
+            crowd_crops = sum(c.source == "crowd" for c in crops)
+            model_crops = sum(c.source == "model" for c in crops)
+        changed: dict[int, list[int]] = {}
+        for rec in records:
+            if rec.from_prediction and not rec.gold and not crowd.PROFILES[rec.profile].is_spammer:
+                changed.setdefault(rec.crop_id, []).append(rec.changed_cells)
+        pairs = [(scores[c][0], float(np.mean(v))) for c, v in changed.items()
+                 if c in scores and scores[c][0] is not None]
+        return {"crowd_crops": crowd_crops, "model_crops": model_crops, "score_vs_changed": pairs}
 
     def round_zero_predictor(self) -> str:
         """What predicts while no version is promoted (the project's round-0 choice)."""
@@ -626,6 +668,18 @@ def _mean(values) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
+def _spearman(pairs: list[tuple[float, float]]) -> float | None:
+    """Spearman rank correlation of (score, corrections) pairs (None under 3 pairs or no spread)."""
+    if len(pairs) < 3:
+        return None
+    from scipy.stats import spearmanr
+
+    x, y = np.array(pairs, dtype=np.float64).T
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return round(float(spearmanr(x, y).statistic), 4)
+
+
 def _median(values) -> float | None:
     return round(float(np.median(values)), 2) if len(values) else None
 
@@ -697,6 +751,12 @@ def build_report(config: SimulationConfig, project: dict, rounds: list[dict], re
         "round_zero_predictor": rounds[0]["predictor"] if rounds else None,
         "f1_after_last_training": final_f1["f1"],
         "corrections_per_crop_by_round": [r["corrections_per_crop"]["changed_cells"] for r in rounds],
+        "policy": config.policy,
+        "crowd_crops_by_round": [r["crowd_crops"] for r in rounds],
+        "model_crops_by_round": [r["model_crops"] for r in rounds],
+        "approved_label_f1_by_round": [r["review"]["approved_label_f1"] for r in rounds],
+        "approved_label_f1": _mean([r["review"]["approved_label_f1"] for r in rounds]),
+        "uncertainty_vs_corrections": _spearman([p for r in rounds for p in r["score_vs_changed"]]),
         "nuclear_f1_by_round": [r["nuclear_f1_heldout"] for r in rounds],
         "heldout_cells_to_fix_by_round": [r["cells_to_fix_heldout"] for r in rounds],
         "changed_pixels_per_crop_by_round": [r["corrections_per_crop"]["changed_pixels"] for r in rounds],

@@ -129,3 +129,30 @@ def test_config_errors_name_what_to_change():
     with pytest.raises(SimulationError, match="backbone"):
         SimulationConfig(backbone="vgg")
     assert np.isfinite(SimulationConfig().approve_f1)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_budget_round_spends_at_most_its_budget_on_the_crowd(pg_runtime, tmp_path):
+    runtime = pg_runtime
+    config = SimulationConfig(images=2, size=300, channels=2, rounds=1, annotators_per_crop=2,
+                              profiles="careful*2", train_steps=2, backbone="small", seed=4, test_images=1,
+                              policy={"policy": "budget", "budget": 3}, out_dir=tmp_path / "report")
+    report = run_simulation(runtime, config)
+    with runtime.db.session() as s:
+        crops = s.scalars(select(Crop).join(Image, Image.id == Crop.image_id)
+                          .where(Image.project_id == report["project_id"], Crop.is_gold.is_(False))).all()
+        crowd = [c for c in crops if c.source == "crowd"]
+        submitted = s.scalars(select(Assignment.crop_id).join(Crop, Crop.id == Assignment.crop_id)
+                              .where(Crop.is_gold.is_(False), Assignment.status == "submitted")).all()
+    assert report["policy"] == {"policy": "budget", "budget": 3}
+    assert report["crowd_crops_by_round"] == [3] == [len(crowd)]
+    assert report["model_crops_by_round"] == [len(crops) - 3]
+    assert set(submitted) == {c.id for c in crowd}  # nobody worked on a skipped crop
+    assert max(c.expected_fixes for c in crops if c.source == "model") <= min(c.expected_fixes for c in crowd)
+    assert 0.5 < report["approved_label_f1"] <= 1.0
+
+
+def test_a_bad_policy_is_a_config_error():
+    with pytest.raises(SimulationError, match="budget"):
+        SimulationConfig(policy={"policy": "budget"})
