@@ -48,6 +48,9 @@ class RoundFigures:
     crowd_expert_f1 : float or None
         Whole-cell F1 (0–1) of the stitched crowd labels against the approved labels, pooled
         over the round's approved images.
+    crowd_crops, model_crops, crowd_crops_cumulative : int
+        Image crops of the round sent to the crowd, crops that kept the model's labels (the
+        round's crowd policy skipped them), and crowd crops of this and earlier rounds.
     """
 
     number: int
@@ -62,6 +65,9 @@ class RoundFigures:
     changed_cells_per_crop: float | None
     median_seconds_per_crop: float | None
     crowd_expert_f1: float | None
+    crowd_crops: int = 0
+    model_crops: int = 0
+    crowd_crops_cumulative: int = 0
 
     def as_dict(self) -> dict:
         """The figures as a JSON-serialisable dict."""
@@ -78,6 +84,8 @@ class ChartSpec:
     y_label: str
     no_data: str
     y_range: tuple[float, float] | None = None
+    x_attribute: str = "number"
+    x_label: str = "round"
 
 
 CHARTS = (
@@ -91,6 +99,11 @@ CHARTS = (
               "seconds / crop", "no submissions yet"),
     ChartSpec("agreement", "crowd_expert_f1", "Crowd–expert agreement (whole-cell F1)",
               "F1", "no approved images yet", (0.0, 1.0)),
+    ChartSpec("crowd_crops", "crowd_crops", "Crowd crops spent per round (gold checks not counted)",
+              "crops", "no crops yet"),
+    ChartSpec("cost_curve", "model_f1", "Cost curve: model F1 against crowd crops spent so far", "F1",
+              "no model figures yet: train a model version", (0.0, 1.0),
+              x_attribute="crowd_crops_cumulative", x_label="crowd crops so far"),
 )
 CHART_NAMES = tuple(c.name for c in CHARTS)
 
@@ -230,6 +243,7 @@ def project_figures(session: Session, store: BlobStore, project_id: int) -> list
     ).all())
     corrections = _corrections_by_round(store, _submissions(session, project_id))
     agreement = _agreement_by_round(session, store, project_id)
+    spent = crowd_spending(session, project_id)
     figures = []
     for rnd in rounds:
         pixels, cells, seconds = corrections.get(rnd.id, ([], [], []))
@@ -242,6 +256,8 @@ def project_figures(session: Session, store: BlobStore, project_id: int) -> list
             changed_cells_per_crop=float(np.mean(cells)) if cells else None,
             median_seconds_per_crop=float(np.median(seconds)) if seconds else None,
             crowd_expert_f1=agree,
+            **{k: int(spent.get(rnd.id, {}).get(k, 0)) for k in ("crowd_crops", "model_crops",
+                                                                   "crowd_crops_cumulative")},
         ))
     return figures
 
@@ -251,9 +267,9 @@ def chart_svg(figures: list[RoundFigures], name: str) -> str:
     spec = next((c for c in CHARTS if c.name == name), None)
     if spec is None:
         raise KeyError(f"unknown figure {name!r}; figures are {', '.join(CHART_NAMES)}")
-    points = [(float(f.number), getattr(f, spec.attribute)) for f in figures]
+    points = [(float(getattr(f, spec.x_attribute)), getattr(f, spec.attribute)) for f in figures]
     return line_chart_svg(
-        Series(spec.y_label, points), title=spec.title, x_label="round", y_label=spec.y_label,
+        Series(spec.y_label, points), title=spec.title, x_label=spec.x_label, y_label=spec.y_label,
         chart_id=f"chart-{spec.name}", y_range=spec.y_range,
         empty_text="no rounds yet" if not figures else spec.no_data,
     )

@@ -14,7 +14,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from backend.models import Annotator, Assignment, LabelRevision, ModelVersion, Round, Stitch, utcnow
+from backend.models import Annotator, Assignment, Crop, LabelRevision, ModelVersion, Round, Stitch, utcnow
 from backend.services import labels_io
 from backend.services.dashboard import CHART_NAMES, correction_counts
 from backend.services.images import Upload, import_images
@@ -211,6 +211,12 @@ def test_dashboard_with_several_rounds(admin_http, reviewer_http, runtime):
     assert [r["f1_source"] for r in rows] == ["baseline", "model v1", "model v2"]
     assert [r["changed_pixels_per_crop"] for r in rows] == pytest.approx(expected["pixels"])
     assert [r["crowd_expert_f1"] for r in rows] == pytest.approx(expected["approved_f1"])
+    with runtime.db.session() as s:  # every crop of these rounds went to the crowd
+        per_round = [s.query(Crop).filter(Crop.round_id == r["round_id"], Crop.is_gold.is_(False)).count()
+                     for r in rows]
+    assert [r["crowd_crops"] for r in rows] == per_round and all(per_round)
+    assert [r["crowd_crops_cumulative"] for r in rows] == list(np.cumsum(per_round))
+    assert [r["model_crops"] for r in rows] == [0, 0, 0]
     page = reviewer_http.get(f"/projects/{pid}/dashboard")
     assert page.status_code == 200
     charts = svgs(page.data.decode())
@@ -219,6 +225,9 @@ def test_dashboard_with_several_rounds(admin_http, reviewer_http, runtime):
     # the F1 points climb: later rounds sit higher (smaller SVG y)
     ys = [float(c.get("cy")) for c in charts["model_f1"].iter(f"{SVG}circle")]
     assert ys[0] > ys[1] > ys[2]
+    # the cost curve: F1 rising to the right as crowd crops accumulate
+    points = [(float(c.get("cx")), float(c.get("cy"))) for c in charts["cost_curve"].iter(f"{SVG}circle")]
+    assert points[0][0] < points[1][0] < points[2][0] and points[0][1] > points[1][1] > points[2][1]
     # each figure also stands alone as an SVG document
     r = reviewer_http.get(f"/api/projects/{pid}/dashboard/model_f1.svg")
     assert r.status_code == 200 and r.mimetype == "image/svg+xml"
