@@ -28,8 +28,10 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     Writes ``labels/<image>/r<round>.npz``, then enqueues ``crop_image``.
     """
     from backend.models import Image, Project, Round
+    from backend.services import image_pool
     from backend.services.prediction_maps import maps_key, put_prediction_maps
     from worker.predict import predict_image_result, predictor_for_round
+    from worker.uncertainty import crop_scores
 
     with ctx.db.session() as s:
         image, rnd = s.get(Image, image_id), s.get(Round, round_id)
@@ -52,7 +54,13 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
         rnd = s.get(Round, round_id)
         if rnd.predictor != source:
             rnd.predictor = source
-        ctx.queue.enqueue(s, "worker.jobs.crop_image", project_id=project_id, image_id=image_id, round_id=round_id)
+        due = [image_id]
+        if (rnd.policy or {}).get("take"):  # the round takes the least certain images: wait for all scores
+            score = crop_scores(labels, result.uncertainty, [(0, 0, *labels.shape[1:])])[0].uncertainty
+            due = image_pool.record_score(s, round_id, image_id, score) or []
+        for chosen in due:
+            ctx.queue.enqueue(s, "worker.jobs.crop_image", project_id=project_id, image_id=chosen,
+                              round_id=round_id)
     ctx.progress(1.0, f"done: {int(labels[0].max())} cells by {source}")
     return {"key": key, "source": source}
 

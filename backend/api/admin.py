@@ -24,7 +24,7 @@ from backend.api.project_form import ProjectForm
 from backend.core.imaging import ImageImportError
 from backend.errors import ConflictError, NotFoundError, UserError
 from backend.models import IMAGE_STATUSES, Job, ModelVersion, Project, Round
-from backend.services import annotators, crowd_policy, dashboard, exports, registry, rounds, stitching
+from backend.services import annotators, crowd_policy, dashboard, exports, image_pool, registry, rounds, stitching
 from backend.services import images as image_service
 from backend.services import projects as project_service
 
@@ -348,9 +348,12 @@ def start_round(project_id: int):
         params = body_params()
         policy = crowd_policy.policy_from_params(params) if params.get("policy") else None
         with rt.db.session() as s:
-            rnd = rounds.start_round(s, rt.queue, project_service.get_project(s, project_id), policy)
+            project = project_service.get_project(s, project_id)
+            take = image_pool.validate_take(params.get("images"), rounds.waiting_images(s, project))
+            rnd = rounds.start_round(s, rt.queue, project, policy, take)
             out = {"id": rnd.id, "number": rnd.number, "status": rnd.status,
-                   "model_version_id": rnd.model_version_id, "policy": crowd_policy.round_policy(rnd)}
+                   "model_version_id": rnd.model_version_id, "policy": crowd_policy.round_policy(rnd),
+                   "takes": (rnd.policy or {}).get("take")}
         return out, 201, f"Round {out['number']} started: predicting, then cropping."
 
     return act(url_for("admin.rounds_page", project_id=project_id), action)

@@ -86,7 +86,8 @@ def policy_from_params(params: dict) -> dict:
 
 
 def round_policy(rnd: Round) -> dict:
-    return {k: v for k, v in (rnd.policy or {"policy": "all"}).items() if k != "images"}
+    """The round's crowd policy (its bookkeeping of images and scores left out)."""
+    return {k: v for k, v in (rnd.policy or {"policy": "all"}).items() if k in ("policy", "budget", "skip_below")}
 
 
 def describe(policy: dict) -> str:
@@ -172,7 +173,8 @@ def allocate_round(session: Session, store: BlobStore, round_id: int) -> dict:
     budget (crops already with the crowd count against it), fuse the rest to the prediction.
     Idempotent; concurrent callers serialise on the round's row. Returns the image ids whose
     crops are now all fused (their stitch is due)."""
-    rnd = session.get(Round, round_id, with_for_update=True)
+    session.flush()  # pending changes first: the locked read below reloads the round
+    rnd = session.get(Round, round_id, with_for_update=True, populate_existing=True)
     policy = round_policy(rnd)
     held = list(session.scalars(select(Crop).where(Crop.round_id == rnd.id, Crop.status == "held")))
     if not held or not all_cut(session, rnd):
@@ -207,8 +209,8 @@ def change_round_policy(session: Session, store: BlobStore, rnd: Round, policy: 
     submissions and fused crops are kept."""
     if rnd.status != "open":
         raise UserError(f"round {rnd.number} is closed; its policy can no longer change")
-    images = round_images(session, rnd)
-    rnd.policy = {**policy, "images": images}
+    kept = {k: v for k, v in (rnd.policy or {}).items() if k not in ("policy", "budget", "skip_below")}
+    rnd.policy = {**kept, **policy}
     waiting = list(session.scalars(select(Crop).where(Crop.round_id == rnd.id, Crop.is_gold.is_(False),
                                                       Crop.status.in_(("held", "open")))))
     started = _started(session, [c.id for c in waiting])

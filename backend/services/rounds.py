@@ -28,15 +28,23 @@ def promoted_model(session: Session, project_id: int) -> ModelVersion | None:
     )
 
 
-def start_round(session: Session, queue: JobQueue, project: Project, policy: dict | None = None) -> Round:
+def waiting_images(session: Session, project: Project) -> int:
+    """How many images a new round of ``project`` would take (those not approved yet)."""
+    return session.scalar(select(func.count(Image.id)).where(
+        Image.project_id == project.id, Image.status.in_(ROUND_STATUSES))) or 0
+
+
+def start_round(session: Session, queue: JobQueue, project: Project, policy: dict | None = None,
+                take: int | None = None) -> Round:
     """Open the next round: every image not yet approved is predicted, then cropped.
 
     Predictions use the promoted model version; before any is promoted, the generalist or the
     classical baseline, whichever scores better on the project's labelled images (measured
     afresh by the round's first predict job, as labelled images may have arrived).
     ``policy`` (checked by :func:`backend.services.crowd_policy.validate_policy`) decides which
-    crops go to the crowd; None takes the project's. Raises ConflictError while a previous round
-    is still open, UserError with no images.
+    crops go to the crowd; None takes the project's. ``take`` (:mod:`backend.services.image_pool`):
+    the round keeps only the N waiting images the model is least sure of. Raises ConflictError
+    while a previous round is still open, UserError with no images.
     """
     from backend.services.crowd_policy import project_policy
 
@@ -60,6 +68,9 @@ def start_round(session: Session, queue: JobQueue, project: Project, policy: dic
         status="open",
         policy={**(policy or project_policy(project)), "images": [image.id for image in images]},
     )
+    if take is not None and take < len(images):
+        rnd.policy = {**rnd.policy, "take": int(take),
+                      "pool_status": {str(image.id): image.status for image in images}}
     session.add(rnd)
     session.flush()
     for image in images:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from backend.models import Assignment, Crop, Job, Round, Stitch
+from backend.models import Assignment, Crop, Image, Job, Round, Stitch
 from backend.services import labels_io
 from backend.services.datasets import build_dataset
 from backend.services.demo import synthetic_npz
@@ -178,3 +178,29 @@ def test_the_project_policy_is_the_default_of_its_rounds(admin_client, runtime):
     rnd = start(admin_client, runtime, pid)
     assert rnd["policy"] == {"policy": "budget", "budget": 2}
     assert sum(c["status"] == "open" for c in crops_of(runtime, rnd["id"])) == 2
+
+
+def test_a_round_can_take_the_images_the_model_is_least_sure_of(admin_client, runtime):
+    pid = make_project(runtime, n_images=3)
+    with runtime.db.session() as s:
+        before = {i.id: i.status for i in s.scalars(select(Image).where(Image.project_id == pid))}
+    r = admin_client.post(f"/api/projects/{pid}/rounds", json={"images": 1})
+    assert r.status_code == 201 and r.json["takes"] == 1
+    runtime.queue.join()
+    with runtime.db.session() as s:
+        rnd = s.get(Round, r.json["id"])
+        scores = {int(k): v for k, v in rnd.policy["image_scores"].items()}
+        statuses = {i.id: i.status for i in s.scalars(select(Image).where(Image.project_id == pid))}
+        cropped = set(s.scalars(select(Crop.image_id).where(Crop.round_id == rnd.id)))
+    assert set(scores) == set(before)  # every waiting image was scored
+    chosen = max(scores, key=lambda i: (scores[i], -i))
+    assert cropped == {chosen} and rnd.policy["images"] == [chosen]
+    assert statuses[chosen] == "in_crowd"
+    assert all(statuses[i] == before[i] for i in before if i != chosen)  # back to waiting, untouched
+
+
+@pytest.mark.parametrize("images", [0, -2, "many", True])
+def test_a_bad_number_of_images_is_400(admin_client, runtime, images):
+    pid = make_project(runtime, n_images=1)
+    r = admin_client.post(f"/api/projects/{pid}/rounds", json={"images": images})
+    assert r.status_code == 400 and "images" in r.json["error"]
