@@ -24,6 +24,7 @@ from backend.errors import UserError
 from backend.models import Crop, Image, Project, Round
 from backend.services import review
 from backend.services.label_tools import run_tool
+from backend.services.prediction_maps import unsure_mask
 
 bp = Blueprint("review", __name__, url_prefix="/api/review")
 
@@ -112,7 +113,9 @@ def save_labels(stitch_id: int):
 @require_role("reviewer")
 def overlay(stitch_id: int, name: str):
     """``conflicts``: (2,H,W) uint8 pixels where crops disagreed; ``changed``: (1,H,W) uint8 cells
-    the crowd changed against the prediction."""
+    the crowd changed against the prediction; ``uncertain``: (2,H,W) uint8 cells the round's
+    prediction was unsure of, and places where it may have missed one
+    (:data:`backend.services.prediction_maps.UNSURE`)."""
     rt = runtime()
     with rt.db.session() as s:
         stitch = review.get_stitch(s, stitch_id)
@@ -122,8 +125,11 @@ def overlay(stitch_id: int, name: str):
             rnd = s.get(Round, stitch.round_id)
             current, _ = review.current_review_labels(s, rt.store, stitch)
             mask = review.changed_mask(rt.store, stitch, rnd.number, stitch.image_id, current)[None].astype(np.uint8)
+        elif name == "uncertain":
+            rnd = s.get(Round, stitch.round_id)
+            mask = unsure_mask(rt.store, stitch.image_id, rnd.number)
         else:
-            raise UserError(f"unknown overlay {name!r}; use conflicts or changed")
+            raise UserError(f"unknown overlay {name!r}; use conflicts, changed or uncertain")
     return array_response(mask)
 
 

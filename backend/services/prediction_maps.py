@@ -18,6 +18,8 @@ import numpy as np
 from backend.storage import BlobStore
 
 FEATURES = ("whole_cell", "nuclear")
+UNSURE = 0.3
+"""A cell counts as uncertain when perturbed predictions reproduce it at a mean IoU under 0.7."""
 
 
 def maps_key(image_id: int, round_number: int) -> str:
@@ -57,3 +59,18 @@ def get_prediction_maps(store: BlobStore, key: str) -> dict[str, np.ndarray]:
         scales = np.asarray(raw["distance_scale"], np.float32).reshape(-1, 1, 1)
         out["distance"] = raw["distance"].astype(np.float32) / 255.0 * scales
     return out
+
+
+def unsure_mask(store: BlobStore, image_id: int, round_number: int) -> np.ndarray:
+    """(2, H, W) uint8: 1 where the round's prediction was unsure (:data:`UNSURE`), per feature.
+
+    Raises NotFoundError when that prediction stored no uncertainty (made before it existed)."""
+    from backend.errors import NotFoundError
+
+    key = maps_key(image_id, round_number)
+    u = get_prediction_maps(store, key).get("uncertainty") if store.exists(key) else None
+    if u is None:
+        raise NotFoundError(f"round {round_number}'s prediction of this image has no uncertainty map "
+                            "(it was predicted before uncertainty was measured)")
+    return (u >= UNSURE).astype(np.uint8)
+

@@ -69,3 +69,11 @@ test("drawCropBorders: every crop in view; only picked and hovered ones when bor
   assert.equal(picked.calls.filter((c) => c[0] === "strokeRect").length, 2);
   assert.equal(picked.calls.filter((c) => c[0] === "fillRect").length, 2 + 2, "two fills, two tag backgrounds");
 });
+
+test("drawCropBorders: a crop that skipped the crowd says so", () => {
+  const crops = GRID.map((c) => (c.index === 2 ? { ...c, source: "model" } : c));
+  const ctx = recordingContext();
+  drawCropBorders(ctx, { scale: 10, offsetX: 0, offsetY: 0 }, { viewW: 1000, viewH: 1000 }, crops);
+  const tags = ctx.calls.filter((c) => c[0] === "fillText").map((c) => c[1]);
+  assert.deepEqual(tags, ["#0", "#1 gold", "#2 model, unchecked", "#3"]);
+});

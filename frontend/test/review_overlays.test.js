@@ -92,3 +92,29 @@ test("ReviewOverlays: picking crops toggles them, refuses gold ones and forgets 
   ov.hoverAt({ y: 12, x: 2 });
   assert.equal(ov.hoverCropId, null, "no hover highlight unless picking");
 });
+
+test("ReviewOverlays: the model-unsure mask has a plane per label layer, drawn under the others", () => {
+  const ed = fakeEditor(4, 2);
+  const ov = new ReviewOverlays(ed, GRID);
+  const unsure = new Uint8Array(2 * 8);
+  unsure[1] = 1; // whole-cell: pixel (0, 1)
+  unsure[8 + 6] = 1; // nuclear: pixel (1, 2)
+  ov.setMask("uncertain", unsure);
+  ov.setVisible("uncertain", true);
+  const out = new Uint8ClampedArray(8 * 4);
+  ed.pixelLayers[0](out, [0, 0, 2, 4]);
+  assert.ok(out[1 * 4 + 1] > 100 && out[1 * 4] === 0, "cyan on the whole-cell plane's pixel");
+  assert.equal(out[6 * 4 + 1], 0);
+  ed.feature = 1;
+  out.fill(0);
+  ed.pixelLayers[0](out, [0, 0, 2, 4]);
+  assert.ok(out[6 * 4 + 1] > 100, "the nuclear plane's pixel");
+  assert.equal(out[1 * 4 + 1], 0);
+  const conflicts = new Uint8Array(2 * 8);
+  conflicts[8 + 6] = 1;
+  ov.setMask("conflicts", conflicts);
+  ov.setVisible("conflicts", true);
+  out.fill(0);
+  ed.pixelLayers[0](out, [0, 0, 2, 4]);
+  assert.ok(out[6 * 4] > 200, "conflicts (orange) are painted over it");
+});

@@ -13,6 +13,7 @@ from backend.services import labels_io
 from backend.services.datasets import build_dataset
 from backend.services.demo import synthetic_npz
 from backend.services.images import Upload, import_images
+from backend.services.prediction_maps import UNSURE, get_prediction_maps, maps_key
 from backend.services.projects import create_project
 from tests.integration.test_crowd_api import auth, lease
 
@@ -112,6 +113,11 @@ def test_everything_skipped_is_stitched_reviewed_and_recorded_as_model_labels(ad
     assert len(queue) == 1
     info = reviewer_client.get(f"/api/review/stitches/{queue[0]['stitch_id']}").json
     assert {c["source"] for c in info["crops"]} == {"model"}
+    r = reviewer_client.get(f"/api/review/stitches/{queue[0]['stitch_id']}/overlays/uncertain")
+    assert r.status_code == 200
+    unsure = np.frombuffer(zlib.decompress(r.data), np.uint8).reshape(2, 120, 120)
+    u = get_prediction_maps(runtime.store, maps_key(info["image_id"], rnd["number"]))["uncertainty"]
+    assert np.array_equal(unsure, (u >= UNSURE).astype(np.uint8))
     r = reviewer_client.post(f"/api/review/stitches/{queue[0]['stitch_id']}/approve",
                              json={"revision": info["revision"]})
     assert r.status_code == 200, r.json

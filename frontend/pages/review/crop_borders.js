@@ -14,6 +14,7 @@
 export const CROP_COLOURS = Object.freeze({
   border: "rgba(110, 215, 255, 0.9)",
   gold: "#ffd54a",
+  model: "#c7a4ff",
   selected: "#ff6b6b",
   selectedFill: "rgba(240, 96, 90, 0.24)",
   hoverFill: "rgba(255, 255, 255, 0.12)",
@@ -88,19 +89,22 @@ export function drawCropBorders(ctx, viewport, { viewW, viewH }, crops, { showAl
       ctx.fillStyle = isSelected ? CROP_COLOURS.selectedFill : CROP_COLOURS.hoverFill;
       ctx.fillRect(r.x, r.y, r.w, r.h);
     }
-    ctx.setLineDash(crop.is_gold ? [6, 4] : []);
+    const unchecked = crop.source === "model";
+    ctx.setLineDash(crop.is_gold ? [6, 4] : unchecked ? [2, 3] : []);
     ctx.lineWidth = isSelected ? 2 : 1;
-    ctx.strokeStyle = isSelected ? CROP_COLOURS.selected : crop.is_gold ? CROP_COLOURS.gold : CROP_COLOURS.border;
+    ctx.strokeStyle = isSelected ? CROP_COLOURS.selected : crop.is_gold ? CROP_COLOURS.gold
+      : unchecked ? CROP_COLOURS.model : CROP_COLOURS.border;
     ctx.strokeRect(r.x, r.y, r.w, r.h);
     if (isSelected || isHover || (r.w > 70 && r.h > 40)) tags.push({ crop, r, isSelected });
   }
   ctx.setLineDash([]);
   for (const { crop, r, isSelected } of tags) {
-    const text = `#${crop.index}${crop.is_gold ? " gold" : ""}`;
+    const text = `#${crop.index}${crop.is_gold ? " gold" : crop.source === "model" ? " model, unchecked" : ""}`;
     const w = ctx.measureText(text).width + 8;
     ctx.fillStyle = isSelected ? "rgba(120, 20, 20, 0.85)" : "rgba(10, 14, 20, 0.7)";
     ctx.fillRect(r.x + 3, r.y + 3, w, 17);
-    ctx.fillStyle = isSelected ? "#ffd9d6" : crop.is_gold ? CROP_COLOURS.gold : "#d8f3ff";
+    ctx.fillStyle = isSelected ? "#ffd9d6" : crop.is_gold ? CROP_COLOURS.gold
+      : crop.source === "model" ? CROP_COLOURS.model : "#d8f3ff";
     ctx.fillText(text, r.x + 7, r.y + 5);
   }
   ctx.restore();

@@ -17,7 +17,7 @@ import { cropAt, drawCropBorders } from "./crop_borders.js";
 import { diffBox, maskBox, paintMask } from "./masks.js";
 
 /** Overlay names, in panel order. */
-export const OVERLAYS = Object.freeze(["conflicts", "changed", "crops"]);
+export const OVERLAYS = Object.freeze(["conflicts", "changed", "uncertain", "crops"]);
 
 /**
  * How each mask overlay is drawn: `colour` RGB 0..255; `fill` opacity of
@@ -26,7 +26,11 @@ export const OVERLAYS = Object.freeze(["conflicts", "changed", "crops"]);
 export const MASK_STYLES = Object.freeze({
   conflicts: Object.freeze({ colour: [255, 176, 0], fill: 0.8, edge: 1 }),
   changed: Object.freeze({ colour: [255, 61, 240], fill: 0.3, edge: 0.95 }),
+  uncertain: Object.freeze({ colour: [0, 229, 255], fill: 0.22, edge: 0.9 }),
 });
+
+/** Mask overlays with one plane per label layer (the others have one plane). */
+const PER_FEATURE = new Set(["conflicts", "uncertain"]);
 
 /**
  * The overlays of one editor: the masks, what is shown, and the crops the
@@ -41,9 +45,9 @@ export class ReviewOverlays {
   constructor(editor, crops) {
     this.editor = editor;
     this.crops = crops;
-    /** @type {{conflicts: Uint8Array|null, changed: Uint8Array|null}} */
-    this.masks = { conflicts: null, changed: null };
-    this.visible = { conflicts: false, changed: false, crops: false };
+    /** @type {{conflicts: Uint8Array|null, changed: Uint8Array|null, uncertain: Uint8Array|null}} */
+    this.masks = { conflicts: null, changed: null, uncertain: null };
+    this.visible = { conflicts: false, changed: false, uncertain: false, crops: false };
     /** Crop ids picked for a rejection. */
     this.selected = new Set();
     /** Whether clicks pick crops (reject mode): borders show even when toggled off. */
@@ -69,7 +73,7 @@ export class ReviewOverlays {
     if (!mask) return null;
     const n = this.planeSize;
     const planes = mask.length / n;
-    const f = name === "conflicts" ? Math.min(this.editor.feature, planes - 1) : 0;
+    const f = PER_FEATURE.has(name) ? Math.min(this.editor.feature, planes - 1) : 0;
     return mask.subarray(f * n, (f + 1) * n);
   }
 
@@ -135,7 +139,7 @@ export class ReviewOverlays {
   /** Pixel layer: the visible masks over `rect`. */
   paint(out, rect) {
     const { width, height } = this.editor;
-    for (const name of ["changed", "conflicts"]) {
+    for (const name of ["uncertain", "changed", "conflicts"]) {
       if (!this.visible[name]) continue;
       const plane = this.plane(name);
       if (plane) paintMask(plane, width, height, out, rect, MASK_STYLES[name]);

@@ -10,7 +10,10 @@
 import { OVERLAYS } from "./overlays.js";
 
 /** Page keys of the overlay switches (unused by the editor's key map). */
-export const OVERLAY_KEYS = Object.freeze({ c: "conflicts", d: "changed", p: "crops" });
+export const OVERLAY_KEYS = Object.freeze({ c: "conflicts", d: "changed", u: "uncertain", p: "crops" });
+
+const OVERLAY_TITLES = Object.freeze({ conflicts: "seam conflicts", changed: "changed cells",
+  uncertain: "model uncertainty" });
 
 const NUMBER = new Intl.NumberFormat("en");
 
@@ -29,7 +32,10 @@ export function buildReviewPanel(role, info, overlays, loadMask, toast) {
   role("stat-cells").textContent = NUMBER.format(info.n_cells);
   role("stat-conflicts").textContent = `${NUMBER.format(info.n_conflict_pixels)} px`;
   role("stat-changed").textContent = NUMBER.format(info.n_changed_cells);
-  role("stat-crops").textContent = `${info.crops.length}${info.crops.some((c) => c.is_gold) ? ` (${info.crops.filter((c) => c.is_gold).length} gold)` : ""}`;
+  const gold = info.crops.filter((c) => c.is_gold).length;
+  const unchecked = info.crops.filter((c) => c.source === "model").length;
+  const notes = [gold ? `${gold} gold` : "", unchecked ? `${unchecked} unchecked: model labels` : ""].filter(Boolean);
+  role("stat-crops").textContent = `${info.crops.length}${notes.length ? ` (${notes.join(", ")})` : ""}`;
   const reopened = info.crops.filter((c) => c.reopen_reason);
   if (reopened.length) {
     const note = role("reopened");
@@ -51,7 +57,7 @@ export function buildReviewPanel(role, info, overlays, loadMask, toast) {
       try {
         await loading.get(name);
       } catch (err) {
-        toast(`The ${name === "conflicts" ? "seam conflicts" : "changed cells"} overlay did not load: ${err.message}`, "error");
+        toast(`The ${OVERLAY_TITLES[name]} overlay did not load: ${err.message}`, "error");
         on = false;
       } finally {
         loading.delete(name);
