@@ -65,6 +65,19 @@ def predict_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     return {"key": key, "source": source}
 
 
+def score_crops(store, crops: list, labels, key: str) -> None:
+    """Set each crop's ``expected_fixes`` and ``uncertainty`` from the prediction's stored
+    uncertainty map (left None when it has none, e.g. predicted before scores existed)."""
+    from backend.services.prediction_maps import get_prediction_maps
+    from worker.uncertainty import crop_scores
+
+    u = get_prediction_maps(store, key).get("uncertainty") if store.exists(key) else None
+    if u is None or u.shape != labels.shape:
+        return
+    for crop, score in zip(crops, crop_scores(labels, u, [(c.y0, c.x0, c.y1, c.x1) for c in crops])):
+        crop.expected_fixes, crop.uncertainty = score.expected_fixes, score.uncertainty
+
+
 @job
 def crop_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
     """Cut the image into crowd crops; gold crops are fused at once, so stitch may follow."""
@@ -77,7 +90,7 @@ def crop_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
         n, n_gold = len(crops), sum(c.is_gold for c in crops)
         rnd = s.get(Round, round_id)
         predicted = labels_io.get_labels(ctx.store, labels_io.prediction_key(image_id, rnd.number))
-        crowd_policy.score_crops(ctx.store, crops, predicted, maps_key(image_id, rnd.number))
+        score_crops(ctx.store, crops, predicted, maps_key(image_id, rnd.number))
         skipped = crowd_policy.apply_to_new_crops(s, ctx.store, rnd, crops)
         due = {image_id}
         if crowd_policy.round_policy(rnd)["policy"] == "budget":

@@ -3,8 +3,8 @@ the ones the model is sure of (``confident-skip``).
 
 A policy is ``{"policy": "all"}``, ``{"policy": "budget", "budget": B}`` or
 ``{"policy": "confident-skip", "skip_below": t}``, set per project (the default of its rounds)
-and per round. Each crop is scored when it is cut (:func:`score_crops`, from the uncertainty the
-predict job stored): ``expected_fixes`` (cells likely to need a correction) and ``uncertainty``
+and per round. Each crop is scored when it is cut (``worker.jobs.crop_image``, from the uncertainty
+the predict job stored): ``expected_fixes`` (cells likely to need a correction) and ``uncertainty``
 (that per cell, 0..1).
 
 * ``confident-skip``: a crop whose uncertainty is below ``skip_below`` skips the crowd.
@@ -98,22 +98,6 @@ def describe(policy: dict) -> str:
     if name == "confident-skip":
         return f"confident-skip: crops with uncertainty under {policy['skip_below']:.2f} skip the crowd"
     return "all: every crop goes to the crowd"
-
-
-def score_crops(store: BlobStore, crops: list[Crop], labels, maps_key: str) -> None:
-    """Set each crop's ``expected_fixes`` and ``uncertainty`` from the stored uncertainty map
-    (left None when the prediction has none, e.g. made before scoring existed)."""
-    from worker.uncertainty import crop_scores  # numpy-only; the web app never calls it
-    from backend.services.prediction_maps import get_prediction_maps
-
-    if not store.exists(maps_key):
-        return
-    u = get_prediction_maps(store, maps_key).get("uncertainty")
-    if u is None or u.shape != labels.shape:
-        return
-    scores = crop_scores(labels, u, [(c.y0, c.x0, c.y1, c.x1) for c in crops])
-    for crop, score in zip(crops, scores):
-        crop.expected_fixes, crop.uncertainty = score.expected_fixes, score.uncertainty
 
 
 def _started(session: Session, crop_ids: list[int]) -> set[int]:
