@@ -210,3 +210,17 @@ def test_a_bad_number_of_images_is_400(admin_client, runtime, images):
     pid = make_project(runtime, n_images=1)
     r = admin_client.post(f"/api/projects/{pid}/rounds", json={"images": images})
     assert r.status_code == 400 and "images" in r.json["error"]
+
+
+def test_a_budget_set_mid_round_counts_the_crops_the_crowd_already_has(admin_client, client, runtime):
+    pid = make_project(runtime)
+    rnd = start(admin_client, runtime, pid)
+    started = lease(client, pid, worker="early").json["task"]["crop_id"]
+    r = admin_client.post(f"/api/projects/{pid}/rounds/{rnd['id']}/policy", json={"policy": "budget", "budget": 2})
+    assert r.status_code == 200 and r.json["opened"] == 1, r.json
+    crops = crops_of(runtime, rnd["id"])
+    crowd = [c for c in crops if c["source"] == "crowd"]
+    assert {c["id"] for c in crowd} >= {started} and len(crowd) == 2
+    untouched = [c for c in crops if c["id"] != started]
+    chosen = next(c for c in crowd if c["id"] != started)
+    assert chosen["expected_fixes"] == max(c["expected_fixes"] for c in untouched)
