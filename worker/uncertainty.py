@@ -9,8 +9,11 @@ missed cells; their pixels carry the share of predictions that found them.
 
 A crop's figures follow from that map (:func:`crop_scores`): ``expected_fixes``, the number of
 cells likely to need a correction (each cell counted by its uncertainty and by the share of it
-inside the crop, possible missed cells by area), and ``uncertainty``, that number per cell of the
-crop (0..1). Everything is deterministic for a given model and image.
+inside the crop, possible missed cells by area: what ranks crops for a budget), and
+``uncertainty``, the share of the crop's cells the model is unsure of (uncertainty at least
+:data:`~backend.services.prediction_maps.UNSURE`, i.e. reproduced at a mean IoU under 0.7, plus
+possible missed cells; 0 when every perturbed prediction agrees: what confident-skip compares).
+Everything is deterministic for a given model and image.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.core.metrics import contingency
+from backend.services.prediction_maps import UNSURE
 
 MISSED_IOU = 0.5
 """A perturbed prediction's object with no served cell at this IoU or more is a possible missed cell."""
@@ -68,7 +72,8 @@ def cell_uncertainty(served: np.ndarray, others: list[np.ndarray]) -> np.ndarray
 
 @dataclass(frozen=True)
 class CropScore:
-    """``expected_fixes``: cells likely to need a correction; ``uncertainty``: per cell, 0..1."""
+    """``expected_fixes``: cells likely to need a correction; ``uncertainty``: the share of the
+    crop's cells the model is unsure of, 0..1."""
 
     expected_fixes: float
     uncertainty: float
@@ -103,15 +108,17 @@ def crop_scores(labels: np.ndarray, uncertainty: np.ndarray,
         per_feature.append((areas, per_id, typical))
     out = []
     for y0, x0, y1, x1 in windows:
-        fixes = cells = 0.0
+        fixes = cells = unsure = 0.0
         for f, (areas, per_id, typical) in enumerate(per_feature):
             window = labels[f, y0:y1, x0:x1].ravel()
             inside = np.bincount(window, minlength=areas.size)
             share = np.divide(inside, areas, out=np.zeros(areas.size), where=areas > 0)
             share[0] = 0.0
             fixes += float(share @ per_id)
+            unsure += float(share @ (per_id >= UNSURE - 1e-6))
             cells += float(share.sum())
             missed = uncertainty[f, y0:y1, x0:x1].ravel()[window == 0]
             fixes += float(missed.sum()) / typical
-        out.append(CropScore(round(fixes, 4), round(min(1.0, fixes / max(cells, 1.0)), 4)))
+            unsure += float((missed >= UNSURE - 1e-6).sum()) / typical
+        out.append(CropScore(round(fixes, 4), round(min(1.0, unsure / max(cells, 1.0)), 4)))
     return out

@@ -92,3 +92,13 @@ def test_the_maps_come_back_at_the_image_size_when_the_model_works_at_another_sc
     assert result.labels.shape == (2, 64, 64)
     assert result.uncertainty.shape == (2, 64, 64)
     assert result.maps["whole_cell"]["distance"].shape == (64, 64)
+
+
+def test_a_crop_whose_cells_all_come_back_close_is_confident_though_its_outlines_wobble():
+    served = two_cells()
+    other = served.copy()
+    other[2:10, 9] = 0  # cell 1 comes back at IoU 0.875: an outline wobble, not a likely fix
+    u = cell_uncertainty(served, [other])[None]
+    (score,) = crop_scores(served[None], u, [(0, 0, 30, 30)])
+    assert score.expected_fixes == pytest.approx(0.125)
+    assert score.uncertainty == 0.0
