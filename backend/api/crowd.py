@@ -26,7 +26,7 @@ from backend.api.wire import (
     request_encoded_array,
 )
 from backend.errors import UserError
-from backend.models import Crop, Image, Project
+from backend.models import Crop, Image, Project, Round
 from backend.services import labels_io, lease_limits, task_access, tasks
 from backend.services.instructions import instructions_html
 from backend.services.projects import get_project
@@ -34,7 +34,7 @@ from backend.services.task_access import TaskAccess
 from backend.services.tokens import verify_token
 
 bp = Blueprint("crowd", __name__)
-SERVER_TOOLS = ("threshold", "watershed_split", "autofit")
+SERVER_TOOLS = ("threshold", "watershed_split", "autofit", "add_cell")
 MTURK_ORIGINS = "https://www.mturk.com https://workersandbox.mturk.com"
 # Encoded channels and labels of crops and committed revisions, per process. Keys name what the
 # content depends on: the store and blob key, plus the window for a crop's blob (re-cropping may
@@ -240,7 +240,7 @@ def put_labels(crop_id: int):
 
 @bp.post("/api/crowd/crops/<int:crop_id>/tools/<tool>")
 def server_tool(crop_id: int, tool: str):
-    """Threshold, watershed split or autofit on a bounding box; returns only the changed box."""
+    """Threshold, watershed split, autofit or add a cell on a bounding box; returns only the changed box."""
     from backend.services.label_tools import run_tool
 
     if tool not in SERVER_TOOLS:
@@ -254,6 +254,9 @@ def server_tool(crop_id: int, tool: str):
         access = _access(s, crop_id, write=True)
         crop = access.crop
         shape = (crop.y1 - crop.y0, crop.x1 - crop.x0)
+        round_number = s.get(Round, crop.round_id).number if tool == "add_cell" else None
+    if tool == "add_cell":
+        return jsonify(_add_cell(rt.store, crop, round_number, shape, body, started))
     channels = _crop_channels(rt.store, crop.key, _window(crop)).decode()
     result = run_tool(tool, channels, shape, body, decode_box=box_array)
     payload = {"tool": tool, "changed": result is not None, "ms": round((time.perf_counter() - started) * 1000, 2)}
@@ -261,6 +264,52 @@ def server_tool(crop_id: int, tool: str):
         bbox, labels = result
         payload.update(bbox=list(bbox), labels=box_payload(labels))
     return jsonify(payload)
+
+
+def _crop_maps(store, crop: Crop, round_number: int) -> np.ndarray | None:
+    """The crop's window of its round's model maps, (4, h, w) uint8: distance (whole-cell, nuclear,
+    each scaled to 0..255 over the window: the tool reads only its shape) then foreground (× 255);
+    None when the round's predictor left no maps. Cached like the crop's channels."""
+    from backend.services.prediction_maps import get_prediction_maps, maps_key
+
+    key = maps_key(crop.image_id, round_number)
+    cache_key = (store.url, "maps", key, _window(crop))
+    encoded = WIRE_CACHE.get(cache_key)
+    if encoded is None:
+        maps = get_prediction_maps(store, key) if store.exists(key) else {}
+        window = np.zeros((0,), np.uint8)
+        if "distance" in maps and "foreground" in maps:
+            d = maps["distance"][:, crop.y0:crop.y1, crop.x0:crop.x1]
+            d = d / np.maximum(d.max(axis=(1, 2), keepdims=True), 1e-6)
+            f = maps["foreground"][:, crop.y0:crop.y1, crop.x0:crop.x1]
+            window = np.rint(np.clip(np.concatenate([d, f]), 0, 1) * 255).astype(np.uint8)
+        encoded = encode_array(window)
+        WIRE_CACHE.put(cache_key, encoded)
+    window = encoded.decode()
+    return window if window.size else None
+
+
+def _add_cell(store, crop: Crop, round_number: int, shape: tuple[int, int], body: dict, started: float) -> dict:
+    """"Add a cell here" on a crop: the round's model maps, else maps derived from the crop's stain."""
+    from backend.services.add_cell import run_add_cell
+
+    window = _crop_maps(store, crop, round_number)
+    channels = _crop_channels(store, crop.key, _window(crop))
+
+    def maps_of(bbox):
+        if window is None:
+            return None
+        y0, x0, y1, x1 = bbox
+        box = window[:, y0:y1, x0:x1].astype(np.float32) / 255.0
+        return box[:2], box[2:]
+
+    def stain_of(channel, bbox):
+        y0, x0, y1, x1 = bbox
+        return channels.decode()[channel, y0:y1, x0:x1]
+
+    answer = run_add_cell(body, shape, channels.shape[0], box_array, maps_of, stain_of)
+    answer["labels"] = box_payload(answer["labels"])
+    return {"tool": "add_cell", **answer, "ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 @bp.post("/api/crowd/crops/<int:crop_id>/submit")

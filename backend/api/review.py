@@ -24,7 +24,8 @@ from backend.errors import UserError
 from backend.models import Crop, Image, Project, Round
 from backend.services import review
 from backend.services.label_tools import run_tool
-from backend.services.prediction_maps import unsure_mask
+from backend.services.add_cell import maps_window, run_add_cell
+from backend.services.prediction_maps import get_prediction_maps, maps_key, unsure_mask
 
 bp = Blueprint("review", __name__, url_prefix="/api/review")
 
@@ -143,10 +144,14 @@ def tool(stitch_id: int, tool: str):
     if not isinstance(body, dict):
         raise UserError("the request body must be a JSON object")
     with rt.db.session() as s:
-        image = s.get(Image, review.get_stitch(s, stitch_id).image_id)
+        stitch = review.get_stitch(s, stitch_id)
+        image = s.get(Image, stitch.image_id)
         raw_key, drange, shape = image.raw_key, np.asarray(image.display_range), (image.height, image.width)
+        image_id, round_number = image.id, s.get(Round, stitch.round_id).number
+    if tool == "add_cell":
+        return jsonify(_add_cell(rt.store, raw_key, drange, shape, maps_key(image_id, round_number), body))
     if tool not in ("threshold", "watershed_split", "autofit"):
-        raise UserError(f"unknown tool {tool!r}")
+        raise UserError(f"unknown tool {tool!r}; server tools are threshold, watershed_split, autofit, add_cell")
     bbox = body.get("bbox")
     raw = rt.store.get_array(raw_key)
     if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, int) for v in bbox):
@@ -161,6 +166,23 @@ def tool(stitch_id: int, tool: str):
     if result is not None:
         out.update(bbox=list(result[0]), labels=box_payload(result[1]))
     return jsonify(out)
+
+
+def _add_cell(store, raw_key: str, drange: np.ndarray, shape: tuple[int, int], key: str, body: dict) -> dict:
+    """"Add a cell here" on a stitched image: the round's model maps of the image, else maps
+    derived from the image's stain, read for the request's box only."""
+    from backend.core.imaging import channels_to_uint8
+
+    maps = get_prediction_maps(store, key) if store.exists(key) else {}
+    raw = store.get_array(raw_key)
+
+    def stain_of(channel, bbox):
+        y0, x0, y1, x1 = bbox
+        return channels_to_uint8(raw[channel:channel + 1, y0:y1, x0:x1], drange[channel:channel + 1])[0]
+
+    answer = run_add_cell(body, shape, raw.shape[0], box_array, lambda bbox: maps_window(maps, bbox), stain_of,
+                          what="image")
+    return {"tool": "add_cell", **answer, "labels": box_payload(answer["labels"])}
 
 
 @bp.post("/stitches/<int:stitch_id>/approve")
