@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { deflateSync, inflateSync } from "node:zlib";
 
 import {
-  answerToEntry, base64ToBytes, bytesToBase64, cellBox, decodeBox, encodeBox, runServerTool, toolBody,
+  ADD_CELL_HALF_PX, answerToEntry, base64ToBytes, bytesToBase64, cellBox, clickBox, decodeBox, encodeBox, runServerTool,
+  toolBody,
 } from "../editor/app/server_tools.js";
 import { extractPatch } from "../editor/labels.js";
 import { grid, rows, seededRandom } from "./layer_grids.js";
@@ -144,4 +145,20 @@ test("runServerTool: refused without a server tool function or when editing is n
   const none = fakeEditor(layer, null);
   assert.equal(await runServerTool(none, "autofit", { bbox: [0, 0, 1, 1], label: 1 }), false);
   assert.match(none.messages[0][0], /not available/);
+});
+
+test("clickBox: the click ± the add-cell half side, clipped; null off the layer", () => {
+  assert.equal(ADD_CELL_HALF_PX, 48);
+  assert.deepEqual(clickBox(100, 120, 270, 270), [52, 72, 149, 169]);
+  assert.deepEqual(clickBox(5, 260, 270, 270), [0, 212, 54, 270]);
+  assert.deepEqual(clickBox(0, 0, 10, 20, 3), [0, 0, 4, 4]);
+  for (const [y, x] of [[-1, 3], [3, -1], [10, 3], [3, 20], [NaN, 1]]) assert.equal(clickBox(y, x, 10, 20), null);
+});
+
+test("toolBody for add_cell: the click and the new id, no label", async () => {
+  const layer = grid("1 . \n . 4");
+  const body = await toolBody(layer, { feature: 0, bbox: [0, 0, 2, 2], point: [0, 1], nextId: 5 });
+  assert.deepEqual(Object.keys(body).sort(), ["bbox", "feature", "labels", "next_id", "point"]);
+  assert.deepEqual([body.point, body.next_id], [[0, 1], 5]);
+  assert.deepEqual(readBox(body.labels), [1, 0, 0, 4]);
 });

@@ -26,9 +26,9 @@ import { AUTOFIT_MARGIN_PX, cellBox, runServerTool } from "./server_tools.js";
 import { CanvasView } from "./view.js";
 
 /** Pointer tools, in toolbar order. */
-export const POINTER_TOOLS = Object.freeze(["select", "brush", "eraser", "fill", "trim", "threshold", "watershed"]);
+export const POINTER_TOOLS = Object.freeze(["select", "brush", "eraser", "fill", "trim", "threshold", "watershed", "addCell"]);
 /** Tools that change labels (disabled when read-only). */
-const EDITING_TOOLS = new Set(["brush", "eraser", "fill", "trim", "threshold", "watershed"]);
+const EDITING_TOOLS = new Set(["brush", "eraser", "fill", "trim", "threshold", "watershed", "addCell"]);
 export const MAX_BRUSH_RADIUS_UI = 40;
 
 /** Canvas label editor for one image. */
@@ -366,8 +366,8 @@ export class Editor extends EventTarget {
    * Run a server tool on a box of the shown layer and apply its answer as
    * one undo entry; editing is locked meanwhile (see server_tools.js).
    *
-   * @param {"threshold"|"watershed_split"|"autofit"} name
-   * @param {{bbox: number[], label: number, seeds?: number[][], nextId?: number}} request
+   * @param {"threshold"|"watershed_split"|"autofit"|"add_cell"} name
+   * @param {{bbox: number[], label?: number, seeds?: number[][], nextId?: number, point?: number[]}} request
    * @returns {Promise<boolean>} Whether the labels changed.
    */
   runServerTool(name, request) {

@@ -8,6 +8,7 @@
  * - fill, trim: click;
  * - threshold: drag a box (server);
  * - watershed: click two points inside one cell (server);
+ * - addCell: click inside a cell the labels miss (server);
  * - after "merge" (R) or "swap" (S): click the other cell.
  *
  * @module editor/app/gestures
@@ -15,12 +16,12 @@
 
 import { getLabel, growBbox } from "../labels.js";
 import * as tools from "../tools/index.js";
-import { SPLIT_MARGIN_PX, cellBox } from "./server_tools.js";
+import { SPLIT_MARGIN_PX, cellBox, clickBox } from "./server_tools.js";
 
 /** CSS cursor of each tool (space-drag panning overrides it). */
 export const TOOL_CURSORS = Object.freeze({
   select: "default", brush: "none", eraser: "none", fill: "crosshair", trim: "crosshair",
-  threshold: "crosshair", watershed: "crosshair",
+  threshold: "crosshair", watershed: "crosshair", addCell: "crosshair",
 });
 
 /** Thousands separators of the hover readout's cell size. */
@@ -184,6 +185,15 @@ const HANDLERS = {
       ed.seeds = [];
       ed.view.invalidateOverlay();
     });
+  },
+  addCell(ed, type, event, y, x) {
+    if (type !== "down" || !ed.canEdit()) return;
+    const bbox = clickBox(y, x, ed.height, ed.width);
+    if (!bbox) return;
+    const id = getLabel(ed.layer, y, x);
+    if (id > 0) { ed.notify(`That is cell ${id}; click inside a cell no label covers yet.`); return; }
+    const nextId = ed.nextLabelId();
+    ed.runServerTool("add_cell", { bbox, point: [y, x], nextId }).then((changed) => { if (changed) ed.select(nextId); });
   },
 };
 

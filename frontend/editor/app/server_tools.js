@@ -1,5 +1,6 @@
 /**
- * The editor side of the server tools (threshold, watershed split, autofit):
+ * The editor side of the server tools (threshold, watershed split, autofit,
+ * add a cell):
  * the request body for a box of the current layer, and the returned box as
  * one undo entry.
  *
@@ -12,12 +13,15 @@ import { decodeArray, deflate } from "../codec.js";
 import { applyPatch, extractPatch, growBbox, labelBbox, makeEntry } from "../labels.js";
 
 /** Server tool names, as the API spells them. */
-export const SERVER_TOOLS = Object.freeze(["threshold", "watershed_split", "autofit"]);
+export const SERVER_TOOLS = Object.freeze(["threshold", "watershed_split", "autofit", "add_cell"]);
 
 /** Margin (px) around a cell's bbox sent with a watershed split. */
 export const SPLIT_MARGIN_PX = 3;
 /** Margin (px) around a cell's bbox sent with autofit (its band of 5 px, plus 2). */
 export const AUTOFIT_MARGIN_PX = 7;
+
+/** Half side (px) of the box sent with "add a cell here": the server looks at most this far from the click. */
+export const ADD_CELL_HALF_PX = 48;
 
 const CHUNK = 0x8000;
 
@@ -89,20 +93,38 @@ export function cellBox(layer, id, margin) {
 }
 
 /**
+ * The box sent with "add a cell here": the click ± `half` px, clipped.
+ *
+ * @param {number} y Click row, image pixels.
+ * @param {number} x Click column.
+ * @param {number} height Layer height.
+ * @param {number} width Layer width.
+ * @param {number} [half=ADD_CELL_HALF_PX]
+ * @returns {number[]|null} `[y0, x0, y1, x1]`, or null when the click is off the layer.
+ */
+export function clickBox(y, x, height, width, half = ADD_CELL_HALF_PX) {
+  if (!(y >= 0 && x >= 0 && y < height && x < width)) return null;
+  return growBbox([y, x, y + 1, x + 1], half, height, width);
+}
+
+/**
  * Request body of a server tool.
  *
  * @param {{width: number, height: number, data: Int32Array}} layer The edited layer.
  * @param {object} request
  * @param {number} request.feature 0 whole_cell, 1 nuclear.
  * @param {number[]} request.bbox `[y0, x0, y1, x1]`, image pixels.
- * @param {number} request.label Target cell id.
+ * @param {number} [request.label] Target cell id (not for add_cell).
  * @param {number|null} [request.channel] Image channel the tool looks at (null: server default).
  * @param {number[][]} [request.seeds] Split: `[y, x]` seed pixels, image coordinates.
- * @param {number} [request.nextId] Split: first free id.
+ * @param {number} [request.nextId] Split, add cell: first free id.
+ * @param {number[]} [request.point] Add cell: the click `[y, x]`, image coordinates.
  * @returns {Promise<object>} JSON body for `POST .../tools/<name>`.
  */
-export async function toolBody(layer, { feature, bbox, label, channel = null, seeds, nextId }) {
-  const body = { feature, bbox: bbox.slice(), label, labels: await encodeBox(layer, bbox) };
+export async function toolBody(layer, { feature, bbox, label, channel = null, seeds, nextId, point }) {
+  const body = { feature, bbox: bbox.slice(), labels: await encodeBox(layer, bbox) };
+  if (label !== undefined) body.label = label;
+  if (point) body.point = [point[0], point[1]];
   if (channel !== null && channel !== undefined) body.channel = channel;
   if (seeds) body.seeds = seeds.map(([y, x]) => [y, x]);
   if (nextId !== undefined) body.next_id = nextId;
@@ -135,8 +157,8 @@ export async function answerToEntry(layer, feature, answer) {
  * so the layer cannot change under the request. Errors become a message.
  *
  * @param {import("./editor.js").Editor} editor
- * @param {"threshold"|"watershed_split"|"autofit"} name
- * @param {{bbox: number[], label: number, seeds?: number[][], nextId?: number}} request
+ * @param {"threshold"|"watershed_split"|"autofit"|"add_cell"} name
+ * @param {{bbox: number[], label?: number, seeds?: number[][], nextId?: number, point?: number[]}} request
  * @returns {Promise<boolean>} Whether the labels changed.
  */
 export async function runServerTool(editor, name, request) {
