@@ -1,7 +1,7 @@
 """RQ job functions: thin wrappers over services that chain the loop's steps.
 
-predict_image → crop_image; fuse_crop → (all crops fused) stitch_image. Each job is idempotent
-and records its progress on its Job row. TensorFlow is imported lazily, only when a trained
+predict_image → crop_image; fuse_crop → (the image's last crop fused) one stitch_image. Each job
+is idempotent and records its progress on its Job row. TensorFlow is imported lazily, only when a trained
 model version is used.
 """
 
@@ -13,12 +13,6 @@ from backend.queue import JobContext, job
 from backend.services import labels_io, stitching
 
 log = logging.getLogger(__name__)
-
-
-def project_id_of(session, image_id: int) -> int:
-    from backend.models import Image
-
-    return session.get(Image, image_id).project_id
 
 
 @job
@@ -98,27 +92,29 @@ def crop_image(ctx: JobContext, image_id: int, round_id: int) -> dict:
             skipped += allocation["skipped"]
             due.update(allocation["images"])
         for image in sorted(due):
-            if stitching.all_fused(s, image, round_id):
-                ctx.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id_of(s, image),
-                                  image_id=image, round_id=round_id)
+            stitching.queue_stitch_if_due(s, ctx.queue, image, round_id)
     ctx.progress(1.0, f"done: {n} crops ({n_gold} gold, {skipped} skip the crowd)")
     return {"crops": n, "gold": n_gold, "skipped": skipped}
 
 
 @job
 def fuse_crop(ctx: JobContext, crop_id: int) -> dict:
-    """Fuse a crop's submissions when it has k of them; stitch its image when all are fused."""
+    """Fuse a crop's submissions when it has k of them; queue its image's one stitch when this
+    was the image's last crop to fuse (see ``stitching.stitch_due``)."""
     from backend.models import Crop
 
     with ctx.db.session() as s:
         fused = stitching.fuse_crop(s, ctx.store, crop_id)
         crop = s.get(Crop, crop_id)
-        ready = fused and stitching.all_fused(s, crop.image_id, crop.round_id)
-        if ready:
-            ctx.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id_of(s, crop.image_id),
-                              image_id=crop.image_id, round_id=crop.round_id)
+        image_id, round_id = crop.image_id, crop.round_id
+    # the fuse is committed before the check: of two jobs fusing an image's last crops at once,
+    # the later check sees both
+    queued = False
+    if fused:
+        with ctx.db.session() as s:
+            queued = stitching.queue_stitch_if_due(s, ctx.queue, image_id, round_id)
     ctx.progress(1.0, "done: fused" if fused else "done: waiting for more submissions")
-    return {"fused": fused, "stitch_enqueued": bool(ready)}
+    return {"fused": fused, "stitch_enqueued": queued}
 
 
 @job

@@ -375,9 +375,7 @@ def set_round_policy(project_id: int, round_id: int):
                 raise NotFoundError(f"project {project_id} has no round with id {round_id}")
             changed = crowd_policy.change_round_policy(s, rt.store, rnd, policy)
             for image_id in changed["images"]:
-                if stitching.all_fused(s, image_id, rnd.id):
-                    rt.queue.enqueue(s, "worker.jobs.stitch_image", project_id=project_id,
-                                     image_id=image_id, round_id=rnd.id)
+                stitching.queue_stitch_if_due(s, rt.queue, image_id, rnd.id)
             out = {"round": rnd.number, "policy": crowd_policy.round_policy(rnd),
                    "skipped": changed["skipped"], "opened": changed["opened"]}
         return out, 200, f"Round {out['round']}: {crowd_policy.describe(out['policy'])}."

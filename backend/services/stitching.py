@@ -21,6 +21,7 @@ from backend.models import (
     Assignment,
     Crop,
     Image,
+    Job,
     LabelRevision,
     Project,
     Round,
@@ -175,6 +176,38 @@ def image_crops(session: Session, image_id: int, round_id: int) -> list[Crop]:
 def all_fused(session: Session, image_id: int, round_id: int) -> bool:
     crops = image_crops(session, image_id, round_id)
     return bool(crops) and all(c.status == "fused" for c in crops)
+
+
+STITCH_JOB = "worker.jobs.stitch_image"
+
+
+def stitch_due(session: Session, image_id: int, round_id: int) -> bool:
+    """Whether the image's stitch is to be queued now: every crop of the round is fused, the image
+    has no stitch in review or approved, and no stitch job of it is queued or running.
+
+    Locks the image's row (``SELECT ... FOR UPDATE`` on PostgreSQL) until the caller's commit, so
+    of two callers that finish the image's last crops at once exactly one sees the stitch due —
+    provided each committed its own fuse before asking (then the later one sees both fuses).
+    """
+    session.execute(select(Image.id).where(Image.id == image_id).with_for_update())
+    if not all_fused(session, image_id, round_id):
+        return False
+    status = session.scalar(select(Stitch.status).where(Stitch.image_id == image_id, Stitch.round_id == round_id))
+    if status is not None and status != "rejected":
+        return False
+    pending = session.scalars(
+        select(Job.args).where(Job.func == STITCH_JOB, Job.status.in_(("queued", "running")))
+    )
+    return not any(args.get("image_id") == image_id and args.get("round_id") == round_id for args in pending)
+
+
+def queue_stitch_if_due(session: Session, queue, image_id: int, round_id: int) -> bool:
+    """Queue the image's ``stitch_image`` job when :func:`stitch_due`; returns whether it did."""
+    if not stitch_due(session, image_id, round_id):
+        return False
+    project_id = session.get(Image, image_id).project_id
+    queue.enqueue(session, STITCH_JOB, project_id=project_id, image_id=image_id, round_id=round_id)
+    return True
 
 
 def changed_cells(before: np.ndarray, after: np.ndarray, keep_iou: float = 0.95) -> int:

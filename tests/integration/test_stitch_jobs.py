@@ -161,3 +161,102 @@ def test_gold_crops_fuse_to_their_expert_labels(pg_runtime):
         assert c.status == "fused"
         assert np.array_equal(labels_io.get_labels(rt.store, c.gold_key), truth[:, c.y0:c.y1, c.x0:c.x1])
         assert "gold" not in rt.store.get_arrays(c.key)  # what the crowd fetches never holds the answer
+
+
+def _stitch_jobs(rt, image_id: int) -> list[Job]:
+    with rt.db.session() as s:
+        return [j for j in s.scalars(select(Job).where(Job.kind == "stitch_image"))
+                if j.args.get("image_id") == image_id]
+
+
+def _submit_truth(rt, crops, truth, workers, project_id) -> None:
+    for c in crops:
+        for worker in workers:
+            _submit(rt, c, truth[:, c.y0:c.y1, c.x0:c.x1], worker, project_id)
+
+
+def _crops_and_truth(rt, image_id):
+    with rt.db.session() as s:
+        crops = s.scalars(select(Crop).where(Crop.image_id == image_id).order_by(Crop.index)).all()
+        truth = labels_io.get_labels(rt.store, s.get(Image, image_id).ground_truth_key)
+    return crops, truth
+
+
+@pytest.mark.postgres
+def test_an_image_is_stitched_once_when_its_last_crop_fuses(pg_runtime):
+    """Issue #14 bug 7: every submission queues a fuse job; a backlog of them (or a fuse job
+    re-run) must not queue a stitch per fused crop: one stitch job per image."""
+    rt = pg_runtime
+    project_id, image_id, _ = _setup(rt, k=2)
+    rt.queue.join()
+    crops, truth = _crops_and_truth(rt, image_id)
+    _submit_truth(rt, crops, truth, ("alice", "bob"), project_id)
+    with rt.db.session() as s:  # what the crowd API queues: one fuse job per submission
+        for c in crops:
+            for _ in range(2):
+                rt.queue.enqueue(s, "worker.jobs.fuse_crop", project_id=project_id, crop_id=c.id)
+    rt.queue.join()
+    with rt.db.session() as s:
+        rt.queue.enqueue(s, "worker.jobs.fuse_crop", project_id=project_id, crop_id=crops[0].id)
+    rt.queue.join()
+    jobs = _stitch_jobs(rt, image_id)
+    assert len(jobs) == 1, [(j.id, j.status, j.message) for j in jobs]
+    assert jobs[0].status == "finished" and jobs[0].result["stitched"]
+
+
+@pytest.mark.postgres
+def test_two_fuse_jobs_finishing_an_image_at_once_stitch_it_exactly_once(pg_runtime, monkeypatch):
+    """Issue #14 bug 7, the PostgreSQL race: the fuse jobs of an image's last two crops run at the
+    same time; neither may miss the other's fuse (no stitch) and they may not both stitch."""
+    import threading
+
+    from backend.queue import run_job
+    from backend.services import stitching
+
+    rt = pg_runtime
+    project_id, image_id, _ = _setup(rt, k=1)
+    rt.queue.join()
+    crops, truth = _crops_and_truth(rt, image_id)
+    _submit_truth(rt, crops, truth, ("alice",), project_id)
+    *first, last_a, last_b = crops
+    with rt.db.session() as s:
+        for c in first:
+            rt.queue.enqueue(s, "worker.jobs.fuse_crop", project_id=project_id, crop_id=c.id)
+    rt.queue.join()
+    assert _stitch_jobs(rt, image_id) == []
+
+    both_fused = threading.Barrier(2)
+    fuse = stitching.fuse_crop
+
+    def fuse_then_wait(session, store, crop_id):  # both jobs have fused before either goes on
+        out = fuse(session, store, crop_id)
+        both_fused.wait(timeout=20)
+        return out
+
+    monkeypatch.setattr(stitching, "fuse_crop", fuse_then_wait)
+    with rt.db.session() as s:
+        rows = [Job(func="worker.jobs.fuse_crop", kind="fuse_crop", queue_name="default", project_id=project_id,
+                    args={"crop_id": c.id}, status="queued") for c in (last_a, last_b)]
+        s.add_all(rows)
+        s.flush()
+        job_ids = [r.id for r in rows]
+    errors = []
+
+    def run(job_id):
+        try:
+            run_job(job_id, rt)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in job_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    rt.queue.join()
+    jobs = _stitch_jobs(rt, image_id)
+    assert len(jobs) == 1, [(j.id, j.status) for j in jobs]
+    with rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Stitch).where(Stitch.image_id == image_id)) == 1
+        assert s.get(Image, image_id).status == "in_review"
