@@ -303,6 +303,13 @@ def _box_b64(box: np.ndarray) -> str:
     return base64.b64encode(zlib.compress(np.ascontiguousarray(box, "<i4").tobytes(), 1)).decode()
 
 
+def _answer_box(answer: dict) -> tuple[tuple[slice, slice], np.ndarray]:
+    """Where a server tool's changed box goes (crop slices) and its (h, w) int32 labels."""
+    y0, x0, y1, x1 = answer["bbox"]
+    raw = zlib.decompress(base64.b64decode(answer["labels"]))
+    return (slice(y0, y1), slice(x0, x1)), np.frombuffer(raw, "<i4").reshape(y1 - y0, x1 - x0)
+
+
 class Simulation:
     """One run of the simulated loop over a served app; :meth:`run` returns the report."""
 
@@ -484,6 +491,8 @@ class Simulation:
         start, revision = start.astype(np.int32), int(head["X-Revision"])
         truth, gold = self.oracle.crop(task["crop_id"])
         labels, tool_calls = self.split_merged_cells(who, base, token, start, truth)
+        labels, add_calls = self.add_missed_cells(who, base, token, labels, truth)
+        tool_calls += add_calls
         correction = crowd.correct_crop(labels, truth, who.profile, who.rng)
         checkpoints = correction.checkpoints or ([labels] if not np.array_equal(labels, start) else [])
         edits = correction.strokes + tool_calls
@@ -517,9 +526,35 @@ class Simulation:
                     raise
                 continue
             if out.get("changed"):
-                by0, bx0, by1, bx1 = out["bbox"]
-                raw = zlib.decompress(base64.b64decode(out["labels"]))
-                labels[0, by0:by1, bx0:bx1] = np.frombuffer(raw, "<i4").reshape(by1 - by0, bx1 - bx0)
+                where, box = _answer_box(out)
+                labels[0][where] = box
+        return labels, calls
+
+    def add_missed_cells(self, who: SimAnnotator, base: str, token: str, labels: np.ndarray,
+                         truth: np.ndarray) -> tuple[np.ndarray, int]:
+        """Click "add a cell here" in missed cells, as the editor would; keep a cell only when it is
+        close to the truth (IoU >= 0.7): a refusal (400) or a poor outline is left to the brush."""
+        labels, calls = labels.copy(), 0
+        for f in range(2):
+            for request in crowd.missed_cells(labels[f], truth[f]):
+                if who.rng.random() >= who.profile.tool_probability:
+                    continue
+                y0, x0, y1, x1 = request.bbox
+                next_id = int(labels.max()) + 1
+                body = {"feature": f, "bbox": list(request.bbox), "point": list(request.point), "next_id": next_id,
+                        "labels": _box_b64(labels[f, y0:y1, x0:x1])}
+                calls += 1
+                try:
+                    out = self.crowd.json("POST", f"{base}/tools/add_cell", json_body=body, token=token)
+                except HttpFailure as exc:
+                    if exc.status != 400:  # 400: no cell there by the maps; the brush will do
+                        raise
+                    continue
+                where, box = _answer_box(out)
+                added = labels[f].copy()
+                added[where] = box
+                if crowd.accepts_added_cell(added == next_id, truth[f] == request.truth_id):
+                    labels[f] = added
         return labels, calls
 
     # --- the reviewer and the admin -----------------------------------------------------------

@@ -47,11 +47,13 @@ from backend.core.metrics import contingency, object_metrics
 __all__ = [
     "MATCH_IOU",
     "PROFILES",
+    "AddCellRequest",
     "AnnotatorProfile",
     "Correction",
     "ErrorUnit",
     "ReviewScore",
     "SplitRequest",
+    "accepts_added_cell",
     "active_seconds",
     "apply_fixes",
     "correct_crop",
@@ -62,6 +64,7 @@ __all__ = [
     "gold_gain",
     "jitter_mask",
     "merged_cells",
+    "missed_cells",
     "parse_profiles",
     "score_labels",
 ]
@@ -88,7 +91,9 @@ class AnnotatorProfile:
     boundary_noise_px : float
         Amplitude (px) of the outline jitter of painted cells; 0 paints the exact outline.
     tool_probability : float
-        Chance (0..1) to call the server's watershed split on each merged cell found.
+        Chance (0..1) to call a server tool where one fits: the watershed split on each merged
+        cell found, "add a cell here" on each missed cell (the brush when it refuses or outlines
+        the cell poorly).
     spam : {"", "unchanged", "empty", "mixed"}
         "" for an honest annotator; a spammer submits the labels unchanged, empty, or either
         (``mixed``, empty with probability ``empty_probability``).
@@ -452,6 +457,77 @@ def merged_cells(labels: np.ndarray, truth: np.ndarray, min_share: float = 0.5,
             seeds.append((int(y + win[0].start), int(x + win[1].start)))
         requests.append(SplitRequest(lid, tuple(seeds), (win[0].start, win[1].start, win[0].stop, win[1].stop)))
     return requests
+
+
+@dataclass(frozen=True)
+class AddCellRequest:
+    """A missed cell to add with the server's "add a cell here" tool.
+
+    Attributes
+    ----------
+    truth_id : int
+        The true cell no labelled cell covers.
+    point : (int, int)
+        The click, (y, x) crop pixels: the unlabelled pixel of the cell farthest from its edge
+        (where a person clicks: the middle of what is not outlined yet).
+    bbox : tuple of int
+        (y0, x0, y1, x1), half-open crop pixels: the click ± ``half`` px, clipped, as the editor
+        sends it.
+    """
+
+    truth_id: int
+    point: tuple[int, int]
+    bbox: tuple[int, int, int, int]
+
+
+def missed_cells(labels: np.ndarray, truth: np.ndarray, half: int = 48,
+                 min_share: float = 0.5, min_px: int = MIN_REMNANT_PX) -> list[AddCellRequest]:
+    """True cells the labels miss, with the click that asks the server to add each.
+
+    A true cell is missed when no labelled cell matches it (IoU < :data:`MATCH_IOU`) and at least
+    ``min_share`` of it and at least ``min_px`` pixels are unlabelled.
+
+    Parameters
+    ----------
+    labels, truth : np.ndarray, int32, shape (h, w)
+        One feature's labels and ground truth.
+    half : int
+        Half side (px) of the box sent with the click (the editor's: 48).
+    min_share : float
+    min_px : int
+
+    Returns
+    -------
+    list of AddCellRequest
+        Sorted by true id.
+    """
+    labels, truth = _check_pair(labels, truth)
+    cont = contingency(truth, labels)
+    best_truth, _ = cont.best_iou()
+    free = labels == 0
+    boxes = _boxes(truth)
+    requests = []
+    for t in np.flatnonzero(best_truth < MATCH_IOU):
+        tid = int(cont.true_ids[t])
+        win = _pad(boxes[tid], 1, truth.shape)
+        open_part = (truth[win] == tid) & free[win]
+        n_open = int(open_part.sum())
+        if n_open < min_px or n_open < min_share * cont.true_area[t]:
+            continue
+        depth = ndi.distance_transform_edt(open_part)
+        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        y, x = int(y + win[0].start), int(x + win[1].start)
+        bbox = (max(0, y - half), max(0, x - half), min(truth.shape[0], y + half + 1), min(truth.shape[1], x + half + 1))
+        requests.append(AddCellRequest(tid, (y, x), bbox))
+    return requests
+
+
+def accepts_added_cell(added: np.ndarray, truth_cell: np.ndarray) -> bool:
+    """Whether an annotator keeps the cell the tool drew: IoU with the true cell >= :data:`MATCH_IOU`
+    (a person sees the image as the truth describes it); otherwise they paint the cell instead."""
+    added, truth_cell = np.asarray(added, bool), np.asarray(truth_cell, bool)
+    union = int((added | truth_cell).sum())
+    return union > 0 and int((added & truth_cell).sum()) / union >= MATCH_IOU
 
 
 # ------------------------------------------------------------------ one annotator on one crop

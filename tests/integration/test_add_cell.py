@@ -172,3 +172,33 @@ def test_the_review_editor_adds_a_cell_on_the_stitched_image(reviewer_client, ru
     assert iou(applied(predicted, 0, r.json) == next_id, truth[0] == cell) >= 0.7
     r = reviewer_client.post(url, json={**click_body(predicted, 0, y, x, next_id), "point": [SIZE + 1, 3]})
     assert r.status_code == 400 and "outside the 270×270 px image" in r.json["error"]
+
+
+@pytest.mark.parametrize("with_maps", [True, False])
+def test_simulated_annotators_add_missed_cells_with_the_tool_and_keep_only_good_ones(runtime, tmp_path, with_maps):
+    from dataclasses import replace
+
+    from backend.app import build_app
+    from backend.core.crowd_simulation import PROFILES, missed_cells
+    from worker.simulate import HttpClient, SimAnnotator, Simulation, SimulationConfig, serve
+
+    pid, crop_id, _, _, truth, predicted, missed = seed_round(runtime, with_maps=with_maps)
+    rng = np.random.default_rng(0)
+    keen = SimAnnotator("sim-keen", replace(PROFILES["careful"], tool_probability=1.0), rng)
+    never = SimAnnotator("sim-never", PROFILES["hasty"], rng)
+    with serve(build_app(runtime=runtime)) as url:
+        sim = Simulation(runtime, SimulationConfig(out_dir=tmp_path))
+        sim.crowd = HttpClient(url)
+        token = sim.crowd.json("POST", f"/api/crowd/{pid}/lease", json_body={"params": {"worker": "sim-1"}})["token"]
+        base = f"/api/crowd/crops/{crop_id}"
+        labels, calls = sim.add_missed_cells(keen, base, token, predicted, truth)
+        unchanged, none = sim.add_missed_cells(never, base, token, predicted, truth)
+    assert calls == sum(len(missed_cells(predicted[f], truth[f])) for f in range(2)) >= 6
+    assert none == 0 and np.array_equal(unchanged, predicted)
+    for f in range(2):
+        assert np.array_equal(labels[f][predicted[f] > 0], predicted[f][predicted[f] > 0])
+        for new_id in np.setdiff1d(np.unique(labels[f]), np.unique(predicted[f])):  # every cell kept is good
+            cell = np.bincount(truth[f][labels[f] == new_id]).argmax()
+            assert iou(labels[f] == new_id, truth[f] == cell) >= 0.7
+    if with_maps:  # the model's maps recover every missed cell; the rest are left to the brush
+        assert all(missed_cells(labels[f], truth[f]) == [] for f in range(2))

@@ -12,6 +12,7 @@ from backend.core.crowd_simulation import (
     MATCH_IOU,
     PROFILES,
     AnnotatorProfile,
+    accepts_added_cell,
     active_seconds,
     apply_fixes,
     correct_crop,
@@ -22,6 +23,7 @@ from backend.core.crowd_simulation import (
     gold_gain,
     jitter_mask,
     merged_cells,
+    missed_cells,
     parse_profiles,
     score_labels,
 )
@@ -323,6 +325,30 @@ def test_no_split_request_for_cells_that_only_touch_a_neighbour():
     labels[(truth == 1)] = 3
     labels[1:4, 12:14] = 3  # a sliver of cell 2 (under half of it)
     assert merged_cells(labels, truth) == []
+
+
+def test_missed_cells_click_the_middle_of_each_unlabelled_true_cell():
+    truth = grid_truth(2, 3, 12, 4)
+    labels = truth.copy()
+    labels[truth == 2] = 0  # missed
+    labels[(truth == 5) & (np.arange(truth.shape[1]) < 24)] = 0  # 5 is two-thirds labelled: not missed
+    labels[truth == 6] = 9  # labelled under another id: right, not missed
+    requests = missed_cells(labels, truth, half=10)
+    assert [r.truth_id for r in requests] == [2]
+    (y, x), (y0, x0, y1, x1) = requests[0].point, requests[0].bbox
+    assert truth[y, x] == 2 and labels[y, x] == 0
+    assert abs(y - 9.5) <= 1 and abs(x - 25.5) <= 1  # the cell's centre (rows 4..15, columns 20..31)
+    assert (y0, x0, y1, x1) == (max(0, y - 10), max(0, x - 10), min(truth.shape[0], y + 11), x + 11)
+    assert missed_cells(truth, truth) == []
+
+
+def test_an_added_cell_is_kept_only_when_close_to_the_truth():
+    cell = np.zeros((20, 20), bool)
+    cell[5:15, 5:15] = True
+    assert accepts_added_cell(cell, cell)
+    assert accepts_added_cell(np.pad(cell[:, 1:], ((0, 0), (0, 1))), cell)  # 1 px off: IoU 0.82
+    assert not accepts_added_cell(cell[:, :] & (np.arange(20) < 10), cell)  # half of it
+    assert not accepts_added_cell(np.zeros_like(cell), cell)
 
 
 # ------------------------------------------------------------------ the reviewer
