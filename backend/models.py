@@ -255,7 +255,7 @@ class Stitch(Base):
     conflicts_key: Mapped[str] = mapped_column(String(255))
     n_cells: Mapped[int] = mapped_column(Integer, default=0)
     n_conflict_pixels: Mapped[int] = mapped_column(Integer, default=0)
-    n_changed_cells: Mapped[int] = mapped_column(Integer, default=0)  # vs the round's prediction
+    n_changed_cells: Mapped[int] = mapped_column(Integer, default=0)  # vs what the crowd started from
     revision: Mapped[int] = mapped_column(Integer, default=0)  # review edits, optimistic concurrency
     status: Mapped[str] = mapped_column(String(16), default="in_review")  # in_review|approved|rejected
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -22,7 +22,7 @@ from backend.api.wire import (
 )
 from backend.errors import UserError
 from backend.models import Crop, Image, Project, Round
-from backend.services import review
+from backend.services import review, stitching
 from backend.services.label_tools import run_tool
 from backend.services.add_cell import maps_window, run_add_cell
 from backend.services.prediction_maps import get_prediction_maps, maps_key, unsure_mask
@@ -113,8 +113,8 @@ def save_labels(stitch_id: int):
 @bp.get("/stitches/<int:stitch_id>/overlays/<name>")
 @require_role("reviewer")
 def overlay(stitch_id: int, name: str):
-    """``conflicts``: (2,H,W) uint8 pixels where crops disagreed; ``changed``: (1,H,W) uint8 cells
-    the crowd changed against the prediction; ``uncertain``: (2,H,W) uint8 cells the round's
+    """``conflicts``: (2,H,W) uint8 pixels where the crowd made crops disagree; ``changed``: (1,H,W)
+    uint8 cells of the project's first feature changed against what the crowd started from; ``uncertain``: (2,H,W) uint8 cells the round's
     prediction was unsure of, and places where it may have missed one
     (:data:`backend.services.prediction_maps.UNSURE`)."""
     rt = runtime()
@@ -125,7 +125,9 @@ def overlay(stitch_id: int, name: str):
         elif name == "changed":
             rnd = s.get(Round, stitch.round_id)
             current, _ = review.current_review_labels(s, rt.store, stitch)
-            mask = review.changed_mask(rt.store, stitch, rnd.number, stitch.image_id, current)[None].astype(np.uint8)
+            feature = stitching.feature_planes(s.get(Image, stitch.image_id).project)[0]
+            mask = review.changed_mask(rt.store, stitch, rnd.number, stitch.image_id, current,
+                                       feature)[None].astype(np.uint8)
         elif name == "uncertain":
             rnd = s.get(Round, stitch.round_id)
             mask = unsure_mask(rt.store, stitch.image_id, rnd.number)

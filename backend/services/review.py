@@ -144,11 +144,18 @@ def sweep_orphan_review_blobs(session: Session, store: BlobStore, older_than_s: 
     return removed
 
 
-def changed_mask(store: BlobStore, stitch: Stitch, round_number: int, image_id: int, labels: np.ndarray) -> np.ndarray:
-    """(H,W) bool: whole-cell pixels of cells the crowd changed against the model's prediction."""
-    predicted = labels_io.get_labels(store, labels_io.prediction_key(image_id, round_number))[0]
-    current = labels[0]
-    cont = contingency(predicted, current)
+def changed_mask(store: BlobStore, stitch: Stitch, round_number: int, image_id: int, labels: np.ndarray,
+                 feature: int = 0) -> np.ndarray:
+    """(H,W) bool: pixels of the cells of ``labels[feature]`` changed against what the crowd started
+    from (stored with the conflict map by ``stitching.stitch_image``: the prediction, a gold crop's
+    expert labels); against the round's prediction for a stitch stored before that was kept."""
+    stored = store.get_arrays(stitch.conflicts_key)
+    if "start" in stored:
+        before = stored["start"][feature]
+    else:
+        before = labels_io.get_labels(store, labels_io.prediction_key(image_id, round_number))[feature]
+    current = labels[feature]
+    cont = contingency(before, current)
     changed_ids = cont.pred_ids[cont.best_iou()[1] < 0.95]
     return np.isin(current, changed_ids)
 

@@ -17,6 +17,7 @@ from backend.core.metrics import contingency
 from backend.core.tiling import CropWindow, crop_plan, stitch_crops
 from backend.errors import NotFoundError
 from backend.models import (
+    FEATURES,
     Annotator,
     Assignment,
     Crop,
@@ -210,6 +211,21 @@ def queue_stitch_if_due(session: Session, queue, image_id: int, round_id: int) -
     return True
 
 
+def start_labels(store: BlobStore, crops: list[Crop], shape: tuple[int, int]):
+    """The stitch of what each crop's crowd started from: its starting labels (the prediction, or
+    the labels a review reopened it with; a gold crop: its expert labels, which are also what it
+    fuses to). Stitching the fused crops gives the same result when nobody edited anything, so
+    comparing the two counts the crowd's edits and the seams the crowd made disagree."""
+    plan = [CropWindow(c.y0, c.x0, c.y1, c.x1) for c in crops]
+    starts = [labels_io.get_labels(store, c.fused_key if c.is_gold else c.key) for c in crops]
+    return stitch_crops(plan, starts, shape)
+
+
+def feature_planes(project: Project) -> list[int]:
+    """Indexes in a (2,H,W) label stack of the features the project annotates."""
+    return [FEATURES.index(f) for f in project.features]
+
+
 def changed_cells(before: np.ndarray, after: np.ndarray, keep_iou: float = 0.95) -> int:
     """How many cells an edit changed between two (H,W) label images.
 
@@ -224,15 +240,18 @@ def changed_cells(before: np.ndarray, after: np.ndarray, keep_iou: float = 0.95)
 def stitch_image(session: Session, store: BlobStore, image_id: int, round_id: int) -> Stitch | None:
     """Stitch the fused crops of an image (None while some crop is not fused).
 
-    Stores the stitched labels and the conflict map, counts the cells the crowd changed against
-    the round's prediction, and puts the image in review. A rejected image that comes back is
+    Stores the stitched labels, and beside the conflict map the stitch of what the crowd started
+    from (:func:`start_labels`); the figures count the crowd's work only: ``n_changed_cells``
+    against that start, over the project's features, and ``n_conflict_pixels`` (and the stored
+    conflict map) only where the start's own seams agreed — a gold crop's expert labels meeting the
+    prediction at its border are no crowd conflict. Then it puts the image in review. A rejected image that comes back is
     re-stitched into the same Stitch row: the new stitch becomes its next review revision, under
     keys of its own (the earlier revisions keep their labels). A stitch in review or approved is
     returned as it is: a repeated job neither rewrites what the reviewer sees nor takes an
     approved image back into review. Of concurrent re-stitches one claims the revision (a
     conditional update); they write the same labels under the same keys.
     """
-    image, rnd, _project = _load(session, image_id, round_id)
+    image, rnd, project = _load(session, image_id, round_id)
     crops = image_crops(session, image.id, rnd.id)
     if not crops or any(c.status != "fused" for c in crops):
         return None
@@ -242,11 +261,12 @@ def stitch_image(session: Session, store: BlobStore, image_id: int, round_id: in
     plan = [CropWindow(c.y0, c.x0, c.y1, c.x1) for c in crops]
     label_crops = [labels_io.get_labels(store, c.fused_key) for c in crops]
     result = stitch_crops(plan, label_crops, (image.height, image.width))
+    start = start_labels(store, crops, (image.height, image.width))
+    conflicts = np.asarray(result.conflicts, dtype=bool) & ~start.conflicts
     revision = 0 if stitch is None else stitch.revision + 1
     labels_key, conflicts_key = labels_io.stitch_keys(image.id, rnd.number, revision)
     labels_io.put_labels(store, labels_key, result.labels)
-    store.put_arrays(conflicts_key, conflicts=np.asarray(result.conflicts, dtype=bool))
-    predicted = labels_io.get_labels(store, labels_io.prediction_key(image.id, rnd.number))
+    store.put_arrays(conflicts_key, conflicts=conflicts, start=start.labels)
     if stitch is None:
         stitch = Stitch(image_id=image.id, round_id=rnd.id, key=labels_key, conflicts_key=conflicts_key)
         session.add(stitch)
@@ -263,9 +283,10 @@ def stitch_image(session: Session, store: BlobStore, image_id: int, round_id: in
             return stitch  # a concurrent run of this job re-stitched it
         session.add(LabelRevision(stitch_id=stitch.id, number=revision, key=labels_key, author="stitch"))
     stitch.key, stitch.conflicts_key = labels_key, conflicts_key
-    stitch.n_cells = int(len(np.unique(result.labels[0])) - (result.labels[0] == 0).any())
-    stitch.n_conflict_pixels = int(np.count_nonzero(result.conflicts))
-    stitch.n_changed_cells = changed_cells(predicted[0], result.labels[0])
+    planes = feature_planes(project)
+    stitch.n_cells = int(len(np.unique(result.labels[planes[0]])) - (result.labels[planes[0]] == 0).any())
+    stitch.n_conflict_pixels = int(np.count_nonzero(conflicts[planes]))
+    stitch.n_changed_cells = sum(changed_cells(start.labels[f], result.labels[f]) for f in planes)
     stitch.status = "in_review"
     image.status = "in_review"
     image.labels_key = labels_key

@@ -260,3 +260,68 @@ def test_two_fuse_jobs_finishing_an_image_at_once_stitch_it_exactly_once(pg_runt
     with rt.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Stitch).where(Stitch.image_id == image_id)) == 1
         assert s.get(Image, image_id).status == "in_review"
+
+
+def _fuse_everything(rt, crops, labels_of, project_id) -> None:
+    """One submission per (non-gold) crop with ``labels_of(crop)``, fused and stitched by the jobs."""
+    for c in crops:
+        if not c.is_gold:
+            _submit(rt, c, labels_of(c), "alice", project_id)
+    with rt.db.session() as s:
+        for c in crops:
+            if not c.is_gold:
+                rt.queue.enqueue(s, "worker.jobs.fuse_crop", project_id=project_id, crop_id=c.id)
+    rt.queue.join()
+
+
+@pytest.mark.postgres
+def test_gold_crops_do_not_count_as_crowd_changes_or_seam_conflicts(pg_runtime):
+    """Issue #14 bug 5: a gold crop's expert labels go into the stitch, but the review figures
+    (cells the crowd changed, seam-conflict pixels) and overlays count the crowd's edits only."""
+    from backend.services import review
+
+    rt = pg_runtime
+    project_id, image_id, _ = _setup(rt, gold_fraction=0.3, k=1)
+    rt.queue.join()
+    crops, truth = _crops_and_truth(rt, image_id)
+    gold = [c for c in crops if c.is_gold]
+    assert gold
+    _fuse_everything(rt, crops, lambda c: labels_io.get_labels(rt.store, c.key), project_id)  # nobody edits
+    with rt.db.session() as s:
+        stitch = s.scalar(select(Stitch).where(Stitch.image_id == image_id))
+        assert stitch is not None
+        stitched = labels_io.get_labels(rt.store, stitch.key)
+        assert (stitch.n_changed_cells, stitch.n_conflict_pixels) == (0, 0)
+        changed = review.changed_mask(rt.store, stitch, 0, image_id, stitched)
+    assert not changed.any()
+    assert not rt.store.get_arrays(stitch.conflicts_key)["conflicts"].any()
+    g = gold[0]  # the gold crop's expert labels are what the stitch holds in its middle
+    middle = (slice(g.y0 + 8, g.y1 - 8), slice(g.x0 + 8, g.x1 - 8))
+    for f in range(2):
+        assert same_up_to_renumbering(stitched[f][middle], truth[f][middle])
+
+
+@pytest.mark.postgres
+def test_a_crowd_edit_next_to_gold_still_counts(pg_runtime):
+    rt = pg_runtime
+    project_id, image_id, _ = _setup(rt, gold_fraction=0.3, k=1)
+    rt.queue.join()
+    crops, _ = _crops_and_truth(rt, image_id)
+    edited = next(c for c in crops if not c.is_gold)
+
+    def labels_of(c):
+        labels = labels_io.get_labels(rt.store, c.key).copy()
+        if c.id == edited.id:  # the annotator deletes every whole-cell fully inside the crop's middle
+            inner = labels[0][12:-12, 12:-12]
+            border = set(np.unique(labels[0])) - set(np.unique(inner)) | set(np.unique(inner[[0, -1]])) \
+                | set(np.unique(inner[:, [0, -1]]))
+            gone = [i for i in np.unique(inner) if i and i not in border]
+            assert gone
+            labels[0][np.isin(labels[0], gone)] = 0
+            labels_of.gone = len(gone)
+        return labels
+
+    _fuse_everything(rt, crops, labels_of, project_id)
+    with rt.db.session() as s:
+        stitch = s.scalar(select(Stitch).where(Stitch.image_id == image_id))
+    assert stitch.n_changed_cells == labels_of.gone
