@@ -282,11 +282,11 @@ def all_chart_svgs(figures: list[RoundFigures]) -> dict[str, str]:
 
 # --- rounds, images and jobs: the console's live status ----------------------------------------------
 def round_progress(session: Session, project_id: int) -> list[dict]:
-    """Per round, newest first: crops (fused / total), submissions, stitches by status, model."""
+    """Per round, newest first: crowd crops (fused / total; gold crops apart, see
+    :func:`crop_counts`), submissions, stitches by status, model."""
     rounds = list(session.scalars(select(Round).where(Round.project_id == project_id).order_by(Round.number.desc())))
-    crops = {rid: (total, fused, images) for rid, total, fused, images in session.execute(
-        select(Crop.round_id, func.count(Crop.id), func.sum(case((Crop.status == "fused", 1), else_=0)),
-               func.count(func.distinct(Crop.image_id)))
+    crops = {rid: (total, fused, gold, images) for rid, total, fused, gold, images in session.execute(
+        select(Crop.round_id, *crop_counts(), func.count(func.distinct(Crop.image_id)))
         .join(Image, Image.id == Crop.image_id).where(Image.project_id == project_id).group_by(Crop.round_id)
     )}
     submitted = dict(session.execute(
@@ -305,7 +305,7 @@ def round_progress(session: Session, project_id: int) -> list[dict]:
     spent = crowd_spending(session, project_id)
     out = []
     for rnd in rounds:
-        total, fused, images = crops.get(rnd.id, (0, 0, 0))
+        total, fused, gold, images = crops.get(rnd.id, (0, 0, 0, 0))
         out.append({
             "id": rnd.id, "number": rnd.number, "status": rnd.status,
             "model_version": versions.get(rnd.model_version_id) if rnd.model_version_id else None,
@@ -313,6 +313,7 @@ def round_progress(session: Session, project_id: int) -> list[dict]:
             "created_at": rnd.created_at.isoformat() + "Z",
             "closed_at": rnd.closed_at.isoformat() + "Z" if rnd.closed_at else None,
             "images": int(images or 0), "crops": int(total or 0), "crops_fused": int(fused or 0),
+            "gold_crops": int(gold or 0),
             "submissions": int(submitted.get(rnd.id, 0)), "stitches": dict(stitches.get(rnd.id, {})),
             "policy": crowd_policy.round_policy(rnd), "policy_text": crowd_policy.describe(crowd_policy.round_policy(rnd)),
             **spent.get(rnd.id, {"crowd_crops": 0, "model_crops": 0, "held_crops": 0, "crowd_crops_cumulative": 0}),
@@ -347,18 +348,29 @@ def crowd_spending(session: Session, project_id: int) -> dict[int, dict]:
 
 
 def image_progress(session: Session, project_id: int) -> dict[int, dict]:
-    """image id → its crops in its newest round: ``{"round_id", "crops", "fused"}``.
-
-    Gold crops count as fused from the start (their expert labels are their consensus).
-    """
+    """image id → its crops in its newest round: ``{"round_id", "crops", "fused", "gold"}``, the
+    crowd's crops and gold crops apart (:func:`crop_counts`)."""
     out: dict[int, dict] = {}
-    for image_id, round_id, total, fused in session.execute(
-        select(Crop.image_id, Crop.round_id, func.count(Crop.id), func.sum(case((Crop.status == "fused", 1), else_=0)))
+    for image_id, round_id, total, fused, gold in session.execute(
+        select(Crop.image_id, Crop.round_id, *crop_counts())
         .join(Image, Image.id == Crop.image_id).where(Image.project_id == project_id)
         .group_by(Crop.image_id, Crop.round_id).order_by(Crop.image_id, Crop.round_id)
     ):
-        out[image_id] = {"round_id": round_id, "crops": int(total), "fused": int(fused or 0)}
+        out[image_id] = {"round_id": round_id, "crops": int(total or 0), "fused": int(fused or 0),
+                         "gold": int(gold or 0)}
     return out
+
+
+def crop_counts() -> tuple:
+    """Aggregates over Crop rows: crops that are not gold, those of them fused, gold crops.
+
+    A gold crop holds its expert labels from the start (they are what it fuses to), so counting it
+    as fused would show crowd progress nobody made; it is counted apart.
+    """
+    crowd = Crop.is_gold.is_(False)
+    return (func.sum(case((crowd, 1), else_=0)),
+            func.sum(case((and_(crowd, Crop.status == "fused"), 1), else_=0)),
+            func.sum(case((Crop.is_gold.is_(True), 1), else_=0)))
 
 
 def status_text(status: str, progress: dict | None) -> str:

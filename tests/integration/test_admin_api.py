@@ -642,3 +642,20 @@ def test_images_page_is_read_only_for_reviewers(reviewer_http, admin_http, runti
     assert 'type="file"' not in text and "export.ome.tif" not in text and "in crowd" in text
     assert 'href="/projects/%d/settings"' % pid not in text
     assert 'href="/projects/%d/settings"' % pid in admin_http.get(f"/projects/{pid}/images").data.decode()
+
+
+def test_gold_crops_do_not_count_as_fused_before_any_submission(admin_http, runtime):
+    """Issue #14 bug 6: gold crops hold their expert labels from the start; the console's crop
+    progress counts the crowd's crops only (gold apart), so nothing is fused before a submission."""
+    project_id, crop_ids = crowd_project(runtime, name="golden", gold_fraction=0.5, with_truth=True)
+    with runtime.db.session() as s:
+        n_gold = sum(s.get(Crop, c).is_gold for c in crop_ids)
+    n_crowd = len(crop_ids) - n_gold
+    assert 0 < n_gold and 0 < n_crowd
+    (rnd,) = admin_http.get(f"/api/projects/{project_id}/rounds").json["rounds"]
+    assert (rnd["crops_fused"], rnd["crops"], rnd["gold_crops"], rnd["submissions"]) == (0, n_crowd, n_gold, 0)
+    (image,) = admin_http.get(f"/api/projects/{project_id}/images/progress").json["images"]
+    assert image["crops"]["fused"] == 0 and image["crops"]["crops"] == n_crowd
+    assert image["status_text"] == f"in crowd 0/{n_crowd} crops"
+    page = admin_http.get(f"/projects/{project_id}/rounds").data.decode()
+    assert f"0 / {n_crowd} (+{n_gold} gold)" in page
