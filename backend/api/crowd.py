@@ -138,7 +138,7 @@ def task_dict(session, crop: Crop, access_or_lease) -> dict:
         "crop_id": crop.id,
         "shape": [crop.y1 - crop.y0, crop.x1 - crop.x0],
         "channels": project.channels,
-        "features": ["whole_cell", "nuclear"],
+        "features": list(project.features),  # the layers to offer; the labels always hold both
         "instructions_html": instructions_html(project.instructions),
         "platform": project.platform,
         "revision": revision,

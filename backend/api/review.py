@@ -55,7 +55,8 @@ def _stitch_info(s, stitch) -> dict:
     crops = s.query(Crop).filter_by(image_id=image.id, round_id=stitch.round_id).order_by(Crop.index).all()
     return {
         "stitch_id": stitch.id, "image_id": image.id, "image_name": image.name, "project_id": project.id,
-        "shape": [image.height, image.width], "channels": project.channels, "features": ["whole_cell", "nuclear"],
+        "shape": [image.height, image.width], "channels": project.channels,
+        "features": list(project.features),  # the layers to offer; the labels always hold both
         "round": rnd.number, "status": stitch.status, "revision": stitch.revision,
         "n_cells": stitch.n_cells, "n_conflict_pixels": stitch.n_conflict_pixels,
         "n_changed_cells": stitch.n_changed_cells,

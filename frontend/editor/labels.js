@@ -19,6 +19,20 @@
 /** Feature names, in the order of the label stack's first axis. */
 export const FEATURES = Object.freeze(["whole_cell", "nuclear"]);
 
+/**
+ * Layer indexes of the features a project annotates, in the order of {@link FEATURES}.
+ *
+ * @param {string[]} names Feature names from the server, e.g. `["nuclear"]`.
+ * @returns {number[]} E.g. `[1]`; every layer when `names` is empty or missing.
+ * @throws {Error} On a name that is not one of {@link FEATURES}.
+ */
+export function featureLayers(names) {
+  if (!names || names.length === 0) return FEATURES.map((_, i) => i);
+  const unknown = names.filter((n) => !FEATURES.includes(n));
+  if (unknown.length) throw new Error(`unknown label feature(s) ${unknown.join(", ")}; expected ${FEATURES.join(" or ")}`);
+  return FEATURES.map((f, i) => (names.includes(f) ? i : -1)).filter((i) => i >= 0);
+}
+
 /** Largest label id an Int32Array can hold. */
 export const MAX_LABEL_ID = 2147483647;
 

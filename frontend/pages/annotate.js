@@ -17,6 +17,7 @@
 
 import { History, HistoryStore } from "../editor/history.js";
 import { Editor } from "../editor/app/editor.js";
+import { featureLayers } from "../editor/labels.js";
 import { buildNavigator } from "../editor/app/navigator.js";
 import { buildSidePanel } from "../editor/app/panels.js";
 import { buildHelpOverlay, buildStatusBar, buildToolbar } from "../editor/app/toolbar.js";
@@ -28,7 +29,6 @@ import {
   forgetTaskParams, readResume, readTaskParams, rememberResume, rememberTaskParams, stripTaskParams,
 } from "./annotate/task_link.js";
 
-const FEATURE_NAMES = { whole_cell: "Whole cell", nuclear: "Nuclear" };
 /** Seconds without input after which the annotator no longer counts as active. */
 const IDLE_AFTER_S = 60;
 
@@ -83,16 +83,15 @@ async function boot() {
   }
   const editor = new Editor({
     stage: ui.roles.stage, width, height, channels: channels.data, channelInfo: task.channels,
-    layers: restored ? restored.layers : labels.layers,
+    layers: restored ? restored.layers : labels.layers, features: featureLayers(task.features),
     history: restored ? restored.history : new History(),
     readOnly,
     serverTool: (name, body) => api.tool(task.crop_id, name, body),
   });
   page.editor = editor;
-  const featureNames = task.features.map((f) => FEATURE_NAMES[f] || f);
   buildToolbar(ui.roles.toolbar, editor);
-  buildStatusBar(ui.roles.statusbar, editor, featureNames);
-  buildSidePanel(ui.roles["side-editor"], editor, { featureNames });
+  buildStatusBar(ui.roles.statusbar, editor);
+  buildSidePanel(ui.roles["side-editor"], editor);
   buildNavigator(editor);
   const toggleHelp = buildHelpOverlay(ui.roles.help);
   ui.roles["help-button"].addEventListener("click", () => toggleHelp());

@@ -16,6 +16,7 @@
  */
 
 import { Editor } from "../editor/app/editor.js";
+import { featureLayers } from "../editor/labels.js";
 import { buildNavigator } from "../editor/app/navigator.js";
 import { buildSidePanel } from "../editor/app/panels.js";
 import { buildHelpOverlay, buildStatusBar, buildToolbar } from "../editor/app/toolbar.js";
@@ -25,7 +26,6 @@ import { ReviewOverlays } from "./review/overlays.js";
 import { OVERLAY_KEYS, RejectPanel, buildReviewPanel } from "./review/panels.js";
 import { ReviewApi } from "./review/review_api.js";
 
-const FEATURE_NAMES = { whole_cell: "Whole cell", nuclear: "Nuclear" };
 /** Milliseconds between autosaves while there are unsaved edits (a stitched image is large). */
 const AUTOSAVE_MS = 10000;
 
@@ -80,7 +80,7 @@ async function boot() {
 
   const editor = new Editor({
     stage: role("stage"), width, height, channels: channels.data, channelInfo: info.channels,
-    layers: labels.layers, readOnly, serverTool: (name, body) => api.tool(name, body),
+    layers: labels.layers, features: featureLayers(info.features), readOnly, serverTool: (name, body) => api.tool(name, body),
   });
   page.editor = editor;
   const overlays = new ReviewOverlays(editor, info.crops);
@@ -88,10 +88,9 @@ async function boot() {
   const toast = (text, level) => ui.toast(text, level);
   const loadMask = async (name) => overlays.setMask(name, (await api.overlay(name)).data);
   const panel = buildReviewPanel(role, info, overlays, loadMask, toast);
-  const featureNames = info.features.map((f) => FEATURE_NAMES[f] || f);
   buildToolbar(role("toolbar"), editor);
-  buildStatusBar(role("statusbar"), editor, featureNames);
-  buildSidePanel(role("side-editor"), editor, { featureNames });
+  buildStatusBar(role("statusbar"), editor);
+  buildSidePanel(role("side-editor"), editor);
   buildNavigator(editor);
   const toggleHelp = buildHelpOverlay(role("help"));
   role("help-button").addEventListener("click", () => toggleHelp());

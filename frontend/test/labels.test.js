@@ -3,12 +3,19 @@ import assert from "node:assert/strict";
 
 import {
   applyPatch, bboxArea, createLayer, extractPatch, getLabel, growBbox, labelBbox, labelsBbox,
-  makeEntry, maxLabelId, newLabelId, setLabel, unionBbox, FEATURES, MAX_LABEL_ID,
+  makeEntry, maxLabelId, newLabelId, setLabel, unionBbox, FEATURES, MAX_LABEL_ID, featureLayers,
 } from "../editor/labels.js";
 import { grid, rows, seededRandom } from "./layer_grids.js";
 
 test("feature order is whole_cell then nuclear", () => {
   assert.deepEqual([...FEATURES], ["whole_cell", "nuclear"]);
+});
+
+test("featureLayers maps a project's feature names to layer indexes", () => {
+  assert.deepEqual(featureLayers(["nuclear"]), [1]);
+  assert.deepEqual(featureLayers(["nuclear", "whole_cell"]), [0, 1]);
+  assert.deepEqual(featureLayers([]), [0, 1]);
+  assert.throws(() => featureLayers(["cytoplasm"]), /unknown label feature\(s\) cytoplasm/);
 });
 
 test("createLayer makes a zeroed int32 layer and refuses other dtypes or sizes", () => {

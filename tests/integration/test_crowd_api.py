@@ -449,3 +449,14 @@ def test_per_crop_urls_and_blocked_workers(client, runtime):
     assert lease(client, project_id).status_code == 400
     assert client.post(f"/api/crowd/{project_id}/lease", json={"params": {"worker_id": ["x"]}}).status_code == 400
     assert lease(client, project_id, worker_id="../../etc").status_code == 400
+
+
+def test_the_task_names_only_the_projects_features(client, runtime):
+    """Issue #14 bug 1: a nuclear-only project's task offers the nuclear layer alone (the labels
+    still travel as both layers, so a save keeps the untouched one)."""
+    project_id, crop_ids = make_project(runtime, k=1, features=["nuclear"])
+    r = lease(client, project_id, worker="nuc-1")
+    assert r.status_code == 200, r.json
+    assert r.json["task"]["features"] == ["nuclear"]
+    labels, _ = get_labels(client, crop_ids[0], r.json["token"])
+    assert labels.shape[0] == 2

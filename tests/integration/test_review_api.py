@@ -305,3 +305,12 @@ def test_a_rejected_image_comes_back_as_a_new_revision_and_a_repeated_stitch_kee
     with runtime.db.session() as s:
         image = s.get(Image, image_id)
         assert image.status == "approved" and image.labels_key.startswith(f"images/{image_id}/approved_")
+
+
+def test_the_review_payload_names_only_the_projects_features(reviewer_client, runtime):
+    """Issue #14 bug 1: the review editor of a nuclear-only project offers the nuclear layer alone."""
+    stitch_id = make_stitch(runtime)
+    assert reviewer_client.get(f"/api/review/stitches/{stitch_id}").json["features"] == ["whole_cell", "nuclear"]
+    with runtime.db.session() as s:
+        s.get(Image, s.get(Stitch, stitch_id).image_id).project.features = ["nuclear"]
+    assert reviewer_client.get(f"/api/review/stitches/{stitch_id}").json["features"] == ["nuclear"]

@@ -42,7 +42,7 @@ export const COMMANDS = Object.freeze({
   "edit:redo": (ed) => ed.redo(),
   "brush:smaller": (ed) => ed.setBrushRadius(ed.brushRadius - 1),
   "brush:larger": (ed) => ed.setBrushRadius(ed.brushRadius + 1),
-  "view:feature": (ed) => ed.setLabelDisplay({ feature: ed.feature === 0 ? 1 : 0 }),
+  "view:feature": (ed) => ed.setLabelDisplay({ feature: ed.features[(ed.features.indexOf(ed.feature) + 1) % ed.features.length] }),
   "view:outline": (ed) => ed.setLabelDisplay({ mode: ed.display.labels.mode === "fill" ? "outline" : "fill" }),
   "view:labels": (ed) => ed.setLabelDisplay({ visible: !ed.display.labels.visible }),
   "view:grayscale": (ed) => {

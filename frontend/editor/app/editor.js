@@ -42,12 +42,14 @@ export class Editor extends EventTarget {
    * @param {{name: string, color?: string}[]} options.channelInfo C channel names and colours.
    * @param {{width: number, height: number, data: Int32Array}[]} options.layers Label
    *   layers indexed by feature (0 whole_cell, 1 nuclear); edited in place.
+   * @param {number[]} [options.features=[0, 1]] The layers the project annotates (the others are
+   *   kept but neither shown nor offered); the first is shown at the start.
    * @param {History} [options.history] Restored history (default: empty).
    * @param {boolean} [options.readOnly=false] View only: editing tools are refused.
    * @param {(tool: string, body: object) => Promise<object>} [options.serverTool]
    *   Runs a server tool; resolves with the server's JSON answer.
    */
-  constructor({ stage, width, height, channels, channelInfo, layers, history = new History(), readOnly = false, serverTool = null }) {
+  constructor({ stage, width, height, channels, channelInfo, layers, features = [0, 1], history = new History(), readOnly = false, serverTool = null }) {
     super();
     if (channels.length !== channelInfo.length * width * height) {
       throw new Error(`the image holds ${channels.length} values but ${channelInfo.length} channels of ${height}x${width} need ${channelInfo.length * width * height}`);
@@ -66,7 +68,9 @@ export class Editor extends EventTarget {
     this.maxIds = layers.map(maxLabelId);
     this.readOnly = readOnly;
     this.serverTool = serverTool;
-    this.display = new DisplayState(channelInfo);
+    /** Indexes of the layers the project annotates (the layer panel and X offer only these). */
+    this.features = features;
+    this.display = new DisplayState(channelInfo, { feature: features[0] });
     this.tool = readOnly ? "select" : "brush";
     this.brushRadius = 3;
     this.selected = null;

@@ -58,7 +58,8 @@ function slider(label, { min, max, step, value, format = (v) => String(v) }, onI
  *
  * @param {HTMLElement} container
  * @param {import("./editor.js").Editor} editor
- * @param {{featureNames?: string[]}} [options]
+ * @param {{featureNames?: string[]}} [options] Display names of the label layers, by layer index
+ *   (the panel offers the layers of `editor.features`).
  * @returns {{sync: () => void}}
  */
 export function buildSidePanel(container, editor, { featureNames = ["Whole cell", "Nuclear"] } = {}) {
@@ -73,7 +74,7 @@ export function buildSidePanel(container, editor, { featureNames = ["Whole cell"
 }
 
 function buildLabelSection(editor, featureNames) {
-  const feature = segmented("Label layer", featureNames.map((n, i) => [i, n]), (f) => editor.setLabelDisplay({ feature: f }));
+  const feature = segmented("Label layer", editor.features.map((f) => [f, featureNames[f]]), (f) => editor.setLabelDisplay({ feature: f }));
   const mode = segmented("Label display", [["fill", "Filled"], ["outline", "Outline"]], (m) => editor.setLabelDisplay({ mode: m }));
   const opacity = slider("Fill", { min: 0, max: 1, step: 0.05, value: editor.display.labels.opacity, format: (v) => `${Math.round(v * 100)}%` },
     (v) => editor.setLabelDisplay({ opacity: v }));
