@@ -79,8 +79,11 @@ def db_upgrade(revision: str) -> None:
 
     settings = _settings()
     db = Database(settings.database_url)
+    before = db.current_revision()
     db.upgrade(revision)
-    click.echo(f"database at revision {db.current_revision()}")
+    after = db.current_revision()
+    change = "no change" if after == before else f"was {before or 'empty'}"
+    click.echo(f"database at revision {after} ({change})")
     db.dispose()
 
 

@@ -58,6 +58,11 @@ QUIET_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 JOB_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# libraries whose INFO lines are set-up chatter (alembic: its plugins and migration context, on
+# every command that checks the schema); shown when the level is DEBUG
+CHATTY_LOGGERS = ("alembic",)
+# terminal colour codes (werkzeug colours its request lines): no use inside a JSON line
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -96,7 +101,7 @@ class JsonLogFormatter(logging.Formatter):
             "time": stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": ANSI_ESCAPE.sub("", record.getMessage()),
             "request_id": getattr(record, "request_id", None),
         }
         for key, value in vars(record).items():
@@ -112,7 +117,8 @@ class JsonLogFormatter(logging.Formatter):
 def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | None = None) -> logging.Handler:
     """Send every log record of this process to ``stream`` as JSON lines (or plain text).
 
-    Replaces the root logger's handlers, so calling it twice is harmless. (Under gunicorn,
+    Replaces the root logger's handlers, so calling it twice is harmless. The loggers of
+    :data:`CHATTY_LOGGERS` log warnings only, unless ``level`` is DEBUG. (Under gunicorn,
     ``deploy/gunicorn.conf.py`` installs the same formatter through ``logconfig_dict``.)
 
     Parameters
@@ -150,6 +156,8 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.NOTSET if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
     return handler
 
 

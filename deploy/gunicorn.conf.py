@@ -38,6 +38,8 @@ logconfig_dict = {
         # The app writes one access line per request itself (with the request id and route),
         # so gunicorn's access lines are dropped, even with --access-logfile.
         "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        # set-up chatter of the schema check, as backend.observability.CHATTY_LOGGERS
+        "alembic": {"level": "DEBUG" if LOG_LEVEL == "DEBUG" else "WARNING"},
     },
 }
 

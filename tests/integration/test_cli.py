@@ -73,3 +73,30 @@ def test_user_add_and_config(env):
     assert count(env, User) == 1
     cfg = run("config")
     assert "DATABASE_URL" in cfg.output and "SECRET_KEY" in cfg.output
+
+
+def test_commands_log_no_database_set_up_chatter_and_json_lines_carry_no_colour_codes(env, tmp_path):
+    """Issue #14 bug 11: each command printed alembic's set-up INFO lines (plugins, context), and a
+    coloured message (werkzeug's request lines) kept its escape codes inside the JSON line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def looplabel(*args):  # stderr is a pipe, not a terminal: JSON lines, as in a container
+        return subprocess.run([sys.executable, "-c", "from backend.cli import main; main()", *args],
+                              capture_output=True, text=True, env=dict(os.environ), timeout=120)
+
+    upgrade = looplabel("db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "database at revision" in upgrade.stdout
+    for args in (("db", "current"), ("user", "add", "quiet", "--role", "reviewer", "--password", "long-enough-1")):
+        done = looplabel(*args)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "", done.stderr.splitlines()[:3]
+    coloured = subprocess.run(
+        [sys.executable, "-c", "import logging; from backend.observability import configure_logging; "
+         "configure_logging('INFO'); logging.getLogger('werkzeug').info('\\x1b[32mGET / HTTP/1.1\\x1b[0m 200')"],
+        capture_output=True, text=True, timeout=60)
+    (line,) = coloured.stderr.splitlines()
+    assert json.loads(line)["message"] == "GET / HTTP/1.1 200" and "\\u001b" not in line
