@@ -377,7 +377,8 @@ def status_text(status: str, progress: dict | None) -> str:
     """What the console shows for an image's status, e.g. ``"in crowd 3/9 crops"``."""
     words = status.replace("_", " ")
     if status == "in_crowd" and progress:
-        return f"{words} {progress['fused']}/{progress['crops']} crops"
+        gold = f" (+{progress['gold']} gold)" if progress.get("gold") else ""
+        return f"{words} {progress['fused']}/{progress['crops']} crops{gold}"
     return words
 
 

@@ -632,8 +632,9 @@ def test_every_console_page_renders(admin_http, runtime):
         assert marker in text, (path, marker)
         assert "Log out" in text and 'name="csrf_token"' in text
     images = admin_http.get(f"/projects/{pid}/images").data.decode()
-    assert re.search(r'<progress data-role="crops" max="4" value="1"', images)  # the gold crop is fused
-    assert "in crowd 1/4 crops" in images
+    # the gold crop is counted apart: nobody in the crowd has fused anything yet
+    assert re.search(r'<progress data-role="crops" max="3" value="0"', images)
+    assert "in crowd 0/3 crops (+1 gold)" in images
 
 
 def test_images_page_is_read_only_for_reviewers(reviewer_http, admin_http, runtime):
@@ -656,6 +657,6 @@ def test_gold_crops_do_not_count_as_fused_before_any_submission(admin_http, runt
     assert (rnd["crops_fused"], rnd["crops"], rnd["gold_crops"], rnd["submissions"]) == (0, n_crowd, n_gold, 0)
     (image,) = admin_http.get(f"/api/projects/{project_id}/images/progress").json["images"]
     assert image["crops"]["fused"] == 0 and image["crops"]["crops"] == n_crowd
-    assert image["status_text"] == f"in crowd 0/{n_crowd} crops"
+    assert image["status_text"] == f"in crowd 0/{n_crowd} crops (+{n_gold} gold)"
     page = admin_http.get(f"/projects/{project_id}/rounds").data.decode()
     assert f"0 / {n_crowd} (+{n_gold} gold)" in page
