@@ -62,11 +62,23 @@ export const KEYMAP = Object.freeze([
   { action: "help", key: "?", group: "Help", description: "Show / hide this list" },
 ]);
 
-function isEditableTarget(target) {
+/** `<input>` types that take no typed text: the shortcuts work while one of them has the focus. */
+const NON_TEXT_INPUTS = new Set(["checkbox", "radio", "range", "color", "button", "submit", "reset", "file", "image"]);
+
+/**
+ * Whether keys typed now belong to a form field: a text input, a text area,
+ * a select or editable content. A checkbox, slider or colour well that keeps
+ * the focus after a click does not take the shortcuts' letters and digits.
+ *
+ * @param {{tagName?: string, type?: string, isContentEditable?: boolean}|null} [target]
+ * @returns {boolean}
+ */
+export function isTypingTarget(target) {
   if (!target) return false;
   if (target.isContentEditable) return true;
   const tag = typeof target.tagName === "string" ? target.tagName.toUpperCase() : "";
-  return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
+  if (tag === "INPUT") return !NON_TEXT_INPUTS.has(String(target.type || "text").toLowerCase());
+  return tag === "TEXTAREA" || tag === "SELECT";
 }
 
 /**
@@ -76,10 +88,10 @@ function isEditableTarget(target) {
  *   altKey?: boolean, target?: object}} event A KeyboardEvent or look-alike.
  * @param {ReadonlyArray<KeyBinding>} [keymap=KEYMAP]
  * @returns {{action: string, arg: number|null}|null} null when the key is not
- *   bound, Alt is held, or the user is typing in a form field.
+ *   bound, Alt is held, or the user is typing in a text field ({@link isTypingTarget}).
  */
 export function resolveKey(event, keymap = KEYMAP) {
-  if (!event || typeof event.key !== "string" || event.altKey || isEditableTarget(event.target)) return null;
+  if (!event || typeof event.key !== "string" || event.altKey || isTypingTarget(event.target)) return null;
   const isLetter = /^[a-z]$/i.test(event.key);
   const key = isLetter ? event.key.toLowerCase() : event.key;
   const mod = Boolean(event.ctrlKey || event.metaKey);

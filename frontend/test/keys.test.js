@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 
-import { KEYMAP, formatBinding, helpRows, resolveKey } from "../editor/keys.js";
+import { KEYMAP, formatBinding, helpRows, isTypingTarget, resolveKey } from "../editor/keys.js";
 
 test("plain letters choose tools, case-insensitively without Shift", () => {
   assert.deepEqual(resolveKey({ key: "b" }), { action: "tool:brush", arg: null });
@@ -35,6 +35,22 @@ test("no action while typing in a field, with Alt, or for unbound keys", () => {
   assert.equal(resolveKey({ key: "b", altKey: true }), null);
   assert.equal(resolveKey({ key: "F5" }), null);
   assert.equal(resolveKey(null), null);
+});
+
+test("a checkbox, slider or colour well with the focus keeps the shortcuts; text fields take the keys", () => {
+  for (const type of ["checkbox", "radio", "range", "color", "button"]) {
+    const target = { tagName: "INPUT", type };
+    assert.equal(isTypingTarget(target), false, type);
+    assert.equal(resolveKey({ key: "e", target }).action, "tool:eraser", type);
+    assert.deepEqual(resolveKey({ key: "3", target }), { action: "view:channel", arg: 2 }, type);
+  }
+  for (const target of [{ tagName: "INPUT" }, { tagName: "INPUT", type: "text" }, { tagName: "INPUT", type: "number" },
+    { tagName: "TEXTAREA" }, { tagName: "SELECT" }, { tagName: "P", isContentEditable: true }]) {
+    assert.equal(isTypingTarget(target), true, JSON.stringify(target));
+    assert.equal(resolveKey({ key: "e", target }), null);
+  }
+  assert.equal(resolveKey({ key: "ArrowLeft", target: { tagName: "INPUT", type: "range" } }), null,
+    "the arrows stay with a slider reached by keyboard");
 });
 
 test("every key combination is bound at most once and every binding is described", () => {

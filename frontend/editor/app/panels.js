@@ -53,6 +53,33 @@ function slider(label, { min, max, step, value, format = (v) => String(v) }, onI
   return { row, set, input };
 }
 
+/** Controls that keep the focus after a click: after a pointer interaction they hand it back. */
+const POINTER_RELEASED = "input[type=checkbox], input[type=radio], input[type=range]";
+
+/**
+ * Hand the keyboard back to the editor after the pointer used a checkbox,
+ * radio button or slider inside `root`: the control is blurred once the click
+ * or drag is over, so the shortcuts work and the arrow keys do not move a
+ * slider the user is no longer touching. A control reached with Tab keeps
+ * the focus (the arrows are for it then).
+ *
+ * @param {HTMLElement} root
+ */
+export function releaseFocusAfterPointer(root) {
+  let pressed = null;
+  root.addEventListener("pointerdown", (e) => {
+    const hit = e.target instanceof Element ? e.target.closest(`${POINTER_RELEASED}, label`) : null;
+    const control = hit && hit.tagName === "LABEL" ? hit.control : hit; // a click on a label focuses its control
+    pressed = control && control.matches(POINTER_RELEASED) ? control : null;
+  }, true);
+  window.addEventListener("pointerup", () => {
+    const control = pressed;
+    pressed = null;
+    // after the click / change handlers of this press have run
+    if (control) setTimeout(() => { if (document.activeElement === control) control.blur(); }, 0);
+  }, true);
+}
+
 /**
  * Build the label display and channel controls into `container`.
  *
@@ -67,6 +94,7 @@ export function buildSidePanel(container, editor, { featureNames = ["Whole cell"
   const labels = buildLabelSection(editor, featureNames);
   const channels = buildChannelSection(editor);
   container.append(labels.section, channels.section);
+  releaseFocusAfterPointer(container);
   const sync = () => { labels.sync(); channels.sync(); };
   editor.addEventListener("state", (e) => { if (e.detail.display) sync(); });
   sync();
@@ -145,6 +173,7 @@ function channelRow(editor, c) {
   });
   const colour = el("input", { type: "color", class: "ll-colour", title: "Colour" });
   colour.addEventListener("input", () => editor.setChannel(c, { colour: colour.value }));
+  colour.addEventListener("change", () => colour.blur()); // the picker closed: the keys go back to the editor
   const name = el("span", { class: "ll-channel-name" }, `${c + 1}. ${get().name}`);
   const lo = slider("Low", { min: 0, max: 254, step: 1, value: get().range[0] }, (v) => {
     const hi = Math.max(v + 1, get().range[1]);

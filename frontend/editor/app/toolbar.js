@@ -8,6 +8,7 @@
 
 import { KEYMAP, formatBinding, helpRows } from "../keys.js";
 import { MAX_BRUSH_RADIUS_UI } from "./editor.js";
+import { releaseFocusAfterPointer } from "./panels.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -118,6 +119,7 @@ export function buildToolbar(bar, editor) {
   size.append("Size", slider, readout);
   slider.addEventListener("input", () => editor.setBrushRadius(Number(slider.value)));
   bar.appendChild(size);
+  releaseFocusAfterPointer(bar);
 
   const sync = () => {
     for (const [action, button] of buttons) {
