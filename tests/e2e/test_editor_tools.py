@@ -51,3 +51,15 @@ def test_shortcuts_work_after_clicking_a_channel_checkbox_or_the_opacity_slider(
 
     assert not ui.page.errors
 
+
+
+def test_the_editor_opens_with_the_select_tool_so_a_first_click_selects_and_paints_nothing(task_ui):
+    task, ui = task_ui
+    assert editor_value(ui, "ed.tool") == "select"
+    assert ui.frame.get_attribute('button[data-action="tool:select"]', "aria-pressed") == "true"
+    y, x = task.split_seeds[0]
+    ui.click_pixel(y, x)
+    assert editor_value(ui, "ed.selected") == task.merged_id
+    assert np.array_equal(ui.layers(), task.predicted)
+    assert ui.undo_depth() == 0
+    assert "Select" in ui.frame.text_content(".ll-status-tool")

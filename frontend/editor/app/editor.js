@@ -71,7 +71,7 @@ export class Editor extends EventTarget {
     /** Indexes of the layers the project annotates (the layer panel and X offer only these). */
     this.features = features;
     this.display = new DisplayState(channelInfo, { feature: features[0] });
-    this.tool = readOnly ? "select" : "brush";
+    this.tool = "select"; // a first click selects; painting is a choice (B, or N for a new cell)
     this.brushRadius = 3;
     this.selected = null;
     this.hover = null;
