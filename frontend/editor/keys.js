@@ -32,6 +32,7 @@ export const KEYMAP = Object.freeze([
   { action: "tool:trim", key: "k", group: "Tools", description: "Trim: keep only the clicked piece of a cell" },
   { action: "tool:threshold", key: "t", group: "Tools", description: "Threshold: drag a box to segment a cell (server)" },
   { action: "tool:watershed", key: "w", group: "Tools", description: "Watershed: click two seeds to split a cell (server)" },
+  { action: "tool:cut", key: "/", group: "Tools", description: "Cut: drag a line across a cell to split it there" },
   { action: "tool:autofit", key: "a", group: "Tools", description: "Autofit: fit the selected cell to the image edges (server)" },
   { action: "tool:addCell", key: "i", group: "Tools", description: "Add cell: click inside a cell the labels miss; the model's maps outline it (server)" },
   { action: "label:grow", key: "g", group: "Labels", description: "Grow the selected cell by one pixel" },

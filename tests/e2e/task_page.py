@@ -69,6 +69,20 @@ class TaskPage:
         self.page.mouse.move(*self.point(y, x1), steps=steps)
         self.page.mouse.up()
 
+    def drag_path(self, path, steps: int = 2, before_release=None) -> None:
+        """Press at the first pixel of ``path`` ((y, x) pairs), drag through the others, release.
+
+        ``before_release`` (optional) is called with the button still down, e.g. to look at the
+        stroke the page draws.
+        """
+        self.page.mouse.move(*self.point(*path[0]))
+        self.page.mouse.down()
+        for y, x in path[1:]:
+            self.page.mouse.move(*self.point(y, x), steps=steps)
+        if before_release is not None:
+            before_release()
+        self.page.mouse.up()
+
     def key(self, combo: str) -> None:
         self.page.keyboard.press(combo)
 

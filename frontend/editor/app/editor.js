@@ -26,9 +26,10 @@ import { AUTOFIT_MARGIN_PX, cellBox, runServerTool } from "./server_tools.js";
 import { CanvasView } from "./view.js";
 
 /** Pointer tools, in toolbar order. */
-export const POINTER_TOOLS = Object.freeze(["select", "brush", "eraser", "fill", "trim", "threshold", "watershed", "addCell"]);
+export const POINTER_TOOLS = Object.freeze(["select", "brush", "eraser", "fill", "trim", "threshold", "watershed", "cut",
+  "addCell"]);
 /** Tools that change labels (disabled when read-only). */
-const EDITING_TOOLS = new Set(["brush", "eraser", "fill", "trim", "threshold", "watershed", "addCell"]);
+const EDITING_TOOLS = new Set(["brush", "eraser", "fill", "trim", "threshold", "watershed", "cut", "addCell"]);
 export const MAX_BRUSH_RADIUS_UI = 40;
 
 /** Canvas label editor for one image. */

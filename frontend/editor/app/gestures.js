@@ -8,6 +8,7 @@
  * - fill, trim: click;
  * - threshold: drag a box (server);
  * - watershed: click two points inside one cell (server);
+ * - cut: drag a line across a cell; on release the cell is split along it;
  * - addCell: click inside a cell the labels miss (server);
  * - after "merge" (R) or "swap" (S): click the other cell.
  *
@@ -21,7 +22,7 @@ import { SPLIT_MARGIN_PX, cellBox, clickBox } from "./server_tools.js";
 /** CSS cursor of each tool (space-drag panning overrides it). */
 export const TOOL_CURSORS = Object.freeze({
   select: "default", brush: "none", eraser: "none", fill: "crosshair", trim: "crosshair",
-  threshold: "crosshair", watershed: "crosshair", addCell: "crosshair",
+  threshold: "crosshair", watershed: "crosshair", cut: "crosshair", addCell: "crosshair",
 });
 
 /** Thousands separators of the hover readout's cell size. */
@@ -97,21 +98,36 @@ function strokeHandler(erase) {
       ed.gesture = { stroke: new tools.BrushStroke(ed.layer, options) };
       addStrokePoint(ed, y, x);
     } else if (type === "move" && ed.gesture && ed.gesture.stroke) {
-      const points = typeof event.getCoalescedEvents === "function" ? event.getCoalescedEvents() : [];
-      if (points.length > 1) {
-        for (const p of points) {
-          const q = ed.view.eventToImage(p);
-          addStrokePoint(ed, Math.floor(q.y), Math.floor(q.x));
-        }
-      } else {
-        addStrokePoint(ed, y, x);
-      }
+      for (const [py, px] of pointerPath(ed, event, y, x)) addStrokePoint(ed, py, px);
     } else if ((type === "up" || type === "cancel") && ed.gesture && ed.gesture.stroke) {
       const entry = ed.gesture.stroke.finish();
       ed.gesture = null;
       ed.commit(entry);
     }
   };
+}
+
+/** Image pixels `[y, x]` a pointermove passed through: its coalesced events, or the event's own pixel. */
+function pointerPath(ed, event, y, x) {
+  const points = typeof event.getCoalescedEvents === "function" ? event.getCoalescedEvents() : [];
+  if (points.length <= 1) return [[y, x]];
+  return points.map((p) => {
+    const q = ed.view.eventToImage(p);
+    return [Math.floor(q.y), Math.floor(q.x)];
+  });
+}
+
+function cutAlongLine(ed, line) {
+  const label = tools.cellUnderStroke(ed.layer, line, ed.selected);
+  if (label === null) {
+    ed.notify("Draw the line across the cell to cut, from one side of it to the other.");
+    return;
+  }
+  const entry = tools.splitAlongLine(ed.layer, line, { label, nextId: ed.nextLabelId(), feature: ed.feature });
+  if (!ed.commit(entry)) {
+    ed.notify(`The line does not cut cell #${label} in two: draw it from outside the cell, across it, `
+      + "to outside on the other side.");
+  }
 }
 
 function addStrokePoint(ed, y, x) {
@@ -186,6 +202,21 @@ const HANDLERS = {
       ed.view.invalidateOverlay();
     });
   },
+  cut(ed, type, event, y, x) {
+    if (type === "down") {
+      if (!ed.canEdit()) return;
+      ed.gesture = { line: [[y, x]] };
+      ed.view.invalidateOverlay();
+    } else if (type === "move" && ed.gesture && ed.gesture.line) {
+      ed.gesture.line.push(...pointerPath(ed, event, y, x));
+      ed.view.invalidateOverlay();
+    } else if ((type === "up" || type === "cancel") && ed.gesture && ed.gesture.line) {
+      const line = ed.gesture.line;
+      ed.gesture = null;
+      ed.view.invalidateOverlay();
+      if (type === "up") cutAlongLine(ed, [...line, [y, x]]);
+    }
+  },
   addCell(ed, type, event, y, x) {
     if (type !== "down" || !ed.canEdit()) return;
     const bbox = clickBox(y, x, ed.height, ed.width);
@@ -238,6 +269,7 @@ export function drawOverlay(ed, ctx, view) {
       ctx.restore();
     }
   }
+  if (ed.gesture && ed.gesture.line) drawLine(ctx, ed.gesture.line.map(([y, x]) => [sx(x + 0.5), sy(y + 0.5)]));
   for (const [y, x] of ed.seeds) {
     const cx = sx(x + 0.5), cy = sy(y + 0.5);
     ring(ctx, cx, cy, 6, "#ffd54a");
@@ -248,6 +280,21 @@ export function drawOverlay(ed, ctx, view) {
     const area = ed.cellAreas.of(ed.feature).area(ed.hover.id);
     idTag(ctx, sx(ed.hover.x + 1) + 10, sy(ed.hover.y + 1) + 10, `#${ed.hover.id} · ${PX.format(area)} px`, view);
   }
+}
+
+function drawLine(ctx, points) {
+  ctx.save();
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  for (const [width, colour] of [[4, "rgba(0,0,0,0.55)"], [2, "#ffd54a"]]) {
+    ctx.lineWidth = width;
+    ctx.strokeStyle = colour;
+    ctx.beginPath();
+    points.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    if (points.length === 1) ctx.lineTo(points[0][0] + 0.1, points[0][1]);
+    ctx.stroke();
+  }
+  ctx.restore();
 }
 
 function ring(ctx, x, y, r, colour) {

@@ -21,6 +21,7 @@ const ICONS = {
   trim: "M6 7a2 2 0 1 0 0 .1M6 17a2 2 0 1 0 0 .1M7.7 8.2L20 17M7.7 15.8L20 7",
   threshold: "M4 4h4M11 4h2M16 4h4v4M20 11v2M20 16v4h-4M13 20h-2M8 20H4v-4M4 13v-2M4 8V4M12 8a4 4 0 1 0 .1 0",
   watershed: "M12 3v18M8 6.5a6.5 6.5 0 1 0 8 0",
+  cut: "M12 4a8 8 0 1 0 .1 0M5 20L19 4",
   autofit: "M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5M12 7.5a4.5 4.5 0 1 0 .1 0",
   addCell: "M10 5a6 6 0 1 0 .1 0M10 8v6M7 11h6M17 15l4 4",
   grow: "M12 6a6 6 0 1 0 .1 0M12 9v6M9 12h6",
@@ -38,7 +39,8 @@ const ICONS = {
 const BAR = [
   ["tool:select", "select", "Select"], ["tool:brush", "brush", "Brush"], ["tool:eraser", "eraser", "Eraser"],
   ["tool:fill", "fill", "Fill"], ["tool:trim", "trim", "Trim"], null,
-  ["tool:threshold", "threshold", "Threshold"], ["tool:watershed", "watershed", "Split"], ["tool:autofit", "autofit", "Autofit"],
+  ["tool:threshold", "threshold", "Threshold"], ["tool:watershed", "watershed", "Split"],
+  ["tool:cut", "cut", "Cut"], ["tool:autofit", "autofit", "Autofit"],
   ["tool:addCell", "addCell", "Add cell"], null,
   ["label:new", "newLabel", "New cell"], ["label:grow", "grow", "Grow"], ["label:shrink", "shrink", "Shrink"],
   ["label:replace", "merge", "Merge"], ["label:swap", "swap", "Swap"], ["label:delete", "delete", "Delete"], null,
@@ -142,7 +144,7 @@ export function buildToolbar(bar, editor) {
 
 const TOOL_NAMES = {
   select: "Select", brush: "Brush", eraser: "Eraser", fill: "Fill", trim: "Trim",
-  threshold: "Threshold (drag a box)", watershed: "Split (click two seeds)",
+  threshold: "Threshold (drag a box)", watershed: "Split (click two seeds)", cut: "Cut (drag a line across a cell)",
   addCell: "Add cell (click a missed cell)",
 };
 

@@ -12,6 +12,7 @@
 export { BrushStroke, paintStroke, eraseStroke, discHalfWidths, linePixels, MAX_BRUSH_RADIUS } from "./brush.js";
 export { floodFill } from "./fill.js";
 export { trimLabel } from "./trim.js";
+export { splitAlongLine, cellUnderStroke, MIN_PIECE_PX } from "./line_split.js";
 export { growLabel, shrinkLabel } from "./morph.js";
 export { replaceLabel, swapLabels, deleteLabel } from "./relabel.js";
 export { getLabel as selectLabel, newLabelId } from "../labels.js";
