@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, make_response, render_template, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -85,7 +85,10 @@ def _wants_json() -> bool:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(UserError)
     def _user_error(exc: UserError):
-        response = jsonify(exc.as_dict())
+        if _wants_json():
+            response = jsonify(exc.as_dict())
+        else:  # a page a person opened: an HTML page saying what is wrong
+            response = _error_page(exc.status, exc.message)
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is not None:
             response.headers["Retry-After"] = str(max(1, int(math.ceil(retry_after))))
@@ -120,4 +123,13 @@ def _register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         if _wants_json():
             return jsonify({"error": exc.description or exc.name}), exc.code
-        return exc
+        if exc.code is None or not 400 <= exc.code < 500 or exc.code == 405:
+            return exc  # redirects, 405 (its Allow header) and server errors as werkzeug makes them
+        return _error_page(exc.code, exc.description or exc.name)
+
+
+def _error_page(status: int, message: str):
+    """The console's HTML page for a 4xx answer to a page (the crowd page has its own: api/crowd.py)."""
+    response = make_response(render_template("error.html", status=status, message=message))
+    response.status_code = status
+    return response

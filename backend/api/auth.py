@@ -233,11 +233,13 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
+    username = request.form.get("username", "") if request.method == "POST" else ""
     if request.method == "POST":
         try:
-            user = checked_login(request.form.get("username", ""), request.form.get("password", ""))
+            user = checked_login(username, request.form.get("password", ""))
         except TooManyLoginFailuresError as exc:
-            page = render_template("login.html", error=f"Too many failed logins; try again in {exc.retry_after_s} s.")
+            page = render_template("login.html", username=username,
+                                   error=f"Too many failed logins; try again in {exc.retry_after_s} s.")
             return page, 429, {"Retry-After": str(exc.retry_after_s)}
         if user is not None:
             session.clear()
@@ -247,7 +249,7 @@ def login():
             session.permanent = True
             return redirect(_safe_next(request.args.get("next")))
         error = "Wrong username or password."
-    return render_template("login.html", error=error), (401 if error else 200)
+    return render_template("login.html", error=error, username=username), (401 if error else 200)
 
 
 @bp.post("/logout")

@@ -25,7 +25,7 @@ from backend.api.wire import (
     json_int,
     request_encoded_array,
 )
-from backend.errors import UserError
+from backend.errors import NotFoundError, UserError
 from backend.models import Crop, Image, Project, Round
 from backend.services import labels_io, lease_limits, task_access, tasks
 from backend.services.instructions import instructions_html
@@ -154,7 +154,18 @@ def task_dict(session, crop: Crop, access_or_lease) -> dict:
 def annotate_page(project_id: int):
     """The editor shell; its script leases a task with the URL's platform parameters."""
     with runtime().db.session() as s:
-        project = get_project(s, project_id)
+        try:
+            project = get_project(s, project_id)
+        except NotFoundError:
+            # No project, so no allowlist: the page holds no data and no action, so any platform
+            # may frame it and the annotator reads why instead of a blocked frame.
+            g.crowd_frame_ancestors = "*"
+            page = render_template("crowd_error.html", title="This task link leads nowhere",
+                                   text=f"There is no annotation project {project_id} here: it may have been "
+                                        "removed, or the link was copied incompletely. Go back to the study or "
+                                        "HIT on your platform and open the task from there, or contact the "
+                                        "requester.")
+            return page, 404
         g.crowd_frame_ancestors = frame_ancestors(project.frame_ancestors)
         return render_template("annotate.html", project_id=project.id, project_name=project.name)
 

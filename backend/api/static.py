@@ -3,7 +3,8 @@
 Responses carry an ETag (content hash) and ``Cache-Control: no-cache`` so browsers revalidate
 cheaply and never run a stale module after a deploy. Only files meant for the browser are
 served: ``.js`` and ``.css`` under ``editor/`` and ``pages/`` — never the editor's tests
-(``test/``), ``package.json`` files, or anything a ``.``/``..`` segment would reach.
+(``test/``), ``package.json`` files, or anything a ``.``/``..`` segment would reach. The site's
+icon (``pages/favicon.svg``) is also served at ``/favicon.svg`` and ``/favicon.ico``.
 """
 
 import posixpath
@@ -14,6 +15,7 @@ from flask import Blueprint, abort, send_from_directory
 FRONTEND = Path(__file__).resolve().parent.parent.parent / "frontend"
 SERVED_FOLDERS = ("editor", "pages")
 SERVED_SUFFIXES = (".js", ".css")
+FAVICON = "pages/favicon.svg"
 bp = Blueprint("static", __name__)
 
 
@@ -46,4 +48,12 @@ def frontend_file(filename: str):
     response.headers["Cache-Control"] = "no-cache"
     if path.endswith(".js"):
         response.mimetype = "text/javascript"
+    return response
+
+
+@bp.get("/favicon.svg")
+@bp.get("/favicon.ico")  # browsers ask for it on pages that link no icon; an SVG answers for every size
+def favicon():
+    response = send_from_directory(FRONTEND, FAVICON, conditional=True, etag=True, max_age=86400)
+    response.mimetype = "image/svg+xml"
     return response
