@@ -160,6 +160,25 @@ test("the eraser clears every label, or only the selected one", () => {
   assert.deepEqual(rows(only), ["1 1 . 2", "1 1 . 2", "1 1 . 2"]);
 });
 
+test("a stroke counts the pixels its mode protected, and none in overwrite mode", () => {
+  const start = grid(`
+    . . 5 5
+    . . 5 5
+    . . . .`);
+  const safe = new BrushStroke(cloneLayer(start), { label: 1, radius: 0, overBackgroundOnly: true });
+  safe.addPoint(0, 2);
+  assert.equal(safe.finish(), null, "a safe stroke on another cell changes nothing");
+  assert.ok(safe.blocked > 0);
+  const free = new BrushStroke(cloneLayer(start), { label: 1, radius: 0 });
+  free.addPoint(0, 2);
+  assert.ok(free.finish() !== null && free.blocked === 0);
+  const eraser = new BrushStroke(cloneLayer(start), { radius: 0, erase: true, onlyLabel: 9 });
+  eraser.addPoint(2, 0);
+  assert.equal(eraser.blocked, 0, "background under a safe eraser is not protected, just empty");
+  eraser.addPoint(1, 3);
+  assert.ok(eraser.blocked > 0 && eraser.finish() === null);
+});
+
 test("a stroke that changes nothing gives no entry", () => {
   const layer = grid(`
     7 7

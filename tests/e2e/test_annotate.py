@@ -26,12 +26,12 @@ BRUSH_RADIUS = 3  # the editor's default brush radius, px
 
 
 def painted_row(labels: np.ndarray, y: int, x0: int, x1: int, radius: float, value: int) -> np.ndarray:
-    """A brush stroke along row ``y`` from ``x0`` to ``x1``: every pixel whose centre lies within
-    ``radius`` of a pixel centre on the stroke takes ``value``."""
+    """A brush stroke (safe mode, the default) along row ``y`` from ``x0`` to ``x1``: every background
+    pixel whose centre lies within ``radius`` of a pixel centre on the stroke takes ``value``."""
     out = labels.copy()
     yy, xx = np.mgrid[:out.shape[0], :out.shape[1]]
     dx = np.clip(xx, x0, x1) - xx  # column offset to the nearest stroke pixel
-    out[dx ** 2 + (yy - y) ** 2 <= radius ** 2 + 1e-9] = value
+    out[(dx ** 2 + (yy - y) ** 2 <= radius ** 2 + 1e-9) & (out == 0)] = value
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from tests.e2e.crowd_site import seed_crowd_task
 from tests.e2e.task_page import TaskPage
@@ -63,3 +64,105 @@ def test_the_editor_opens_with_the_select_tool_so_a_first_click_selects_and_pain
     assert np.array_equal(ui.layers(), task.predicted)
     assert ui.undo_depth() == 0
     assert "Select" in ui.frame.text_content(".ll-status-tool")
+
+
+def disc_along_row(shape: tuple[int, int], y: int, x0: int, x1: int, radius: int) -> np.ndarray:
+    """Pixels a brush of ``radius`` covers when dragged along row ``y`` from ``x0`` to ``x1``."""
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    dx = np.clip(xx, min(x0, x1), max(x0, x1)) - xx
+    return dx ** 2 + (yy - y) ** 2 <= radius ** 2 + 1e-9
+
+
+def touching_row(whole: np.ndarray, run: int = 6) -> tuple[int, int, int, int, int]:
+    """(y, a, b, xa, xb): on row y, ``run`` px of cell a at xa.. end where ``run`` px of cell b start, ..xb."""
+    for y in range(10, whole.shape[0] - 10):
+        row = whole[y]
+        for x in range(run, whole.shape[1] - run):
+            a, b = int(row[x - 1]), int(row[x])
+            if a and b and a != b and (row[x - run:x] == a).all() and (row[x:x + run] == b).all():
+                return y, a, b, x - run + 1, x + run - 2
+    raise AssertionError("no two touching cells on one row")
+
+
+def last_toast(ui: TaskPage) -> str:
+    return ui.frame.locator(".ll-toast").last.text_content()
+
+
+def test_brush_and_eraser_are_safe_by_default_and_q_switches_overwrite_on(task_ui):
+    task, ui = task_ui
+    whole = task.predicted[0].copy()
+    y, a, b, xa, xb = touching_row(whole)
+    ui.frame.click('button[data-action="tool:select"]')
+    ui.click_pixel(y, xa)
+    assert editor_value(ui, "ed.selected") == a
+
+    # Brush from cell a into cell b: background and a's own pixels take a, b keeps every pixel.
+    ui.key("b")
+    assert "safe: paints background only" in ui.frame.text_content(".ll-status-tool")
+    ui.stroke_row(y, xa, xb)
+    disc = disc_along_row(whole.shape, y, xa, xb, 3)
+    whole[disc & (whole == 0)] = a
+    assert np.array_equal(ui.layers()[0], whole)
+
+    # The eraser (1 px) across both cells erases a only.
+    ui.key("e")
+    assert ui.frame.text_content('[data-role="brush-size"]') == "⌀ 1 px"
+    ui.stroke_row(y, xa, xb)
+    whole[y, xa:xb + 1][whole[y, xa:xb + 1] == a] = 0
+    assert np.array_equal(ui.layers()[0], whole)
+    assert (whole[y, xb - 3:xb + 1] == b).all()
+
+    # A stroke on b alone changes nothing and says why.
+    ui.stroke_row(y + 1, xb - 3, xb)
+    assert np.array_equal(ui.layers()[0], whole)
+    assert f"erases only cell #{a}" in last_toast(ui)
+
+    # Q: overwrite. The switch shows it; the eraser now erases b too, and the brush paints over b.
+    assert ui.frame.get_attribute('button[data-action="brush:overwrite"]', "aria-pressed") == "false"
+    ui.key("q")
+    assert ui.frame.get_attribute('button[data-action="brush:overwrite"]', "aria-pressed") == "true"
+    assert "overwrite: erases every cell" in ui.frame.text_content(".ll-status-tool")
+    ui.stroke_row(y + 1, xb - 3, xb)
+    whole[y + 1, xb - 3:xb + 1] = 0
+    assert np.array_equal(ui.layers()[0], whole)
+    ui.key("b")
+    ui.stroke_row(y - 1, xa, xb)
+    whole[disc_along_row(whole.shape, y - 1, xa, xb, 3)] = a
+    assert np.array_equal(ui.layers()[0], whole)
+    ui.frame.click('button[data-action="brush:overwrite"]')  # the toolbar switch turns it off again
+    assert ui.frame.evaluate(f"() => {ED}.overwrite") is False
+    ui.key("?")
+    assert "Overwrite on / off" in ui.frame.text_content('[data-role="help"]')
+    assert not ui.page.errors
+
+
+def test_new_cell_takes_the_safe_brush_and_sizes_step_with_the_size(task_ui):
+    task, ui = task_ui
+    whole = task.predicted[0]
+    dist = ndi.distance_transform_edt(whole == 0)
+    y, x = (int(v) for v in np.unravel_index(int(np.argmax(dist)), dist.shape))  # deep in the background
+    ui.frame.click('button[data-action="tool:select"]')
+    ui.key("f")
+    ui.key("q")
+    ui.key("n")
+    new_id = int(task.predicted.max()) + 1
+    assert editor_value(ui, "[ed.tool, ed.selected, ed.overwrite]") == ["brush", new_id, False]
+    ui.click_pixel(y, x)
+    painted = ui.layers()[0] == new_id
+    assert np.array_equal(painted, disc_along_row(whole.shape, y, x, x, 3)), "one 7-px disc, not the background"
+
+    size = '[data-role="brush-size"]'
+    assert ui.frame.text_content(size) == "⌀ 7 px"
+    for _ in range(2):
+        ui.key("]")
+    assert ui.frame.text_content(size) == "⌀ 17 px"  # 3 -> 5 -> 8 px radius
+    for _ in range(4):
+        ui.key("[")
+    assert ui.frame.text_content(size) == "⌀ 3 px"
+    ui.key("e")
+    assert ui.frame.text_content(size) == "⌀ 1 px", "the eraser keeps its own size, one pixel to start"
+    ui.key("]")
+    assert ui.frame.text_content(size) == "⌀ 3 px"
+    ui.key("b")
+    assert ui.frame.text_content(size) == "⌀ 3 px" and "Brush" in ui.frame.text_content(".ll-brushsize")
+    assert not ui.page.errors

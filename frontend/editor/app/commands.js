@@ -5,6 +5,7 @@
  * @module editor/app/commands
  */
 
+import { stepRadius } from "../paint_mode.js";
 import * as tools from "../tools/index.js";
 
 /**
@@ -25,8 +26,9 @@ export const COMMANDS = Object.freeze({
   "label:new": (ed) => {
     if (!ed.canEdit()) return;
     ed.select(ed.nextLabelId());
-    if (ed.tool !== "brush" && ed.tool !== "fill" && ed.tool !== "threshold") ed.setTool("brush");
-    ed.notify(`New cell ${ed.selected}: paint it with the brush.`);
+    ed.setTool("brush"); // whatever the tool was: with fill, a click on background gave it all the new id
+    ed.setOverwrite(false); // a new cell grows over background only, never into its neighbours
+    ed.notify(`New cell ${ed.selected}: paint it with the brush (it paints background only).`);
   },
   "label:deselect": (ed) => {
     if (ed.pending || ed.seeds.length || ed.gesture) {
@@ -40,8 +42,13 @@ export const COMMANDS = Object.freeze({
   },
   "edit:undo": (ed) => ed.undo(),
   "edit:redo": (ed) => ed.redo(),
-  "brush:smaller": (ed) => ed.setBrushRadius(ed.brushRadius - 1),
-  "brush:larger": (ed) => ed.setBrushRadius(ed.brushRadius + 1),
+  "brush:smaller": (ed) => ed.setBrushRadius(stepRadius(ed.brushRadius, -1)),
+  "brush:larger": (ed) => ed.setBrushRadius(stepRadius(ed.brushRadius, 1)),
+  "brush:overwrite": (ed) => {
+    ed.setOverwrite(!ed.overwrite);
+    ed.notify(ed.overwrite ? "Overwrite on: the brush paints over other cells, the eraser erases every cell."
+      : "Overwrite off: the brush paints background only, the eraser erases only the selected cell.");
+  },
   "view:feature": (ed) => ed.setLabelDisplay({ feature: ed.features[(ed.features.indexOf(ed.feature) + 1) % ed.features.length] }),
   "view:outline": (ed) => ed.setLabelDisplay({ mode: ed.display.labels.mode === "fill" ? "outline" : "fill" }),
   "view:labels": (ed) => ed.setLabelDisplay({ visible: !ed.display.labels.visible }),

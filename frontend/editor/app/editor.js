@@ -19,6 +19,7 @@ import { History } from "../history.js";
 import { trackCellAreas } from "../cell_areas.js";
 import { MAX_LABEL_ID, getLabel, growBbox, maxLabelId } from "../labels.js";
 import { resolveKey } from "../keys.js";
+import { DEFAULT_RADII, MAX_RADIUS } from "../paint_mode.js";
 import { DisplayState } from "./display.js";
 import { COMMANDS } from "./commands.js";
 import { handlePointer, drawOverlay, TOOL_CURSORS } from "./gestures.js";
@@ -30,7 +31,7 @@ export const POINTER_TOOLS = Object.freeze(["select", "brush", "eraser", "fill",
   "addCell"]);
 /** Tools that change labels (disabled when read-only). */
 const EDITING_TOOLS = new Set(["brush", "eraser", "fill", "trim", "threshold", "watershed", "cut", "addCell"]);
-export const MAX_BRUSH_RADIUS_UI = 40;
+export const MAX_BRUSH_RADIUS_UI = MAX_RADIUS;
 
 /** Canvas label editor for one image. */
 export class Editor extends EventTarget {
@@ -73,7 +74,10 @@ export class Editor extends EventTarget {
     this.features = features;
     this.display = new DisplayState(channelInfo, { feature: features[0] });
     this.tool = "select"; // a first click selects; painting is a choice (B, or N for a new cell)
-    this.brushRadius = 3;
+    /** Disc radius (px) of the brush and of the eraser, each its own (see paint_mode.js). */
+    this.radii = { ...DEFAULT_RADII };
+    /** Overwrite mode: the brush paints over other cells and the eraser erases any; off (safe) by default. */
+    this.overwrite = false;
     this.selected = null;
     this.hover = null;
     this.pending = null; // "merge" | "swap": the next click picks the other cell
@@ -290,15 +294,34 @@ export class Editor extends EventTarget {
     this.emit("state", { readOnly: this.readOnly });
   }
 
+  /** The stroke tool the size controls set: the eraser while it is the tool, else the brush. */
+  get sizeTool() { return this.tool === "eraser" ? "eraser" : "brush"; }
+
+  /** Radius (px) of the brush, or of the eraser while it is the tool. */
+  get brushRadius() { return this.radii[this.sizeTool]; }
+
   /**
-   * Set the brush radius.
+   * Set the radius of the brush, or of the eraser while it is the tool.
    *
    * @param {number} radius Pixels, 0..{@link MAX_BRUSH_RADIUS_UI} (0 paints one pixel).
    */
   setBrushRadius(radius) {
-    this.brushRadius = Math.max(0, Math.min(MAX_BRUSH_RADIUS_UI, Math.round(radius)));
+    this.radii[this.sizeTool] = Math.max(0, Math.min(MAX_BRUSH_RADIUS_UI, Math.round(radius)));
     this.view.invalidateOverlay();
     this.emit("state", { brushRadius: this.brushRadius });
+  }
+
+  /**
+   * Overwrite mode on or off: on, the brush paints over other cells and the
+   * eraser erases every cell; off (safe), the brush paints background only and
+   * the eraser erases only the selected cell.
+   *
+   * @param {boolean} on
+   */
+  setOverwrite(on) {
+    this.overwrite = Boolean(on);
+    this.view.invalidateOverlay();
+    this.emit("state", { overwrite: this.overwrite });
   }
 
   /** Change display settings and repaint everything; see DisplayState. */

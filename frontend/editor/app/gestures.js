@@ -4,7 +4,7 @@
  *
  * - select: click a cell;
  * - brush / eraser: drag; the stroke is stamped between pointer events and
- *   becomes one undo entry on release;
+ *   becomes one undo entry on release; safe mode (paint_mode.js) keeps other cells;
  * - fill, trim: click;
  * - threshold: drag a box (server);
  * - watershed: click two points inside one cell (server);
@@ -16,6 +16,7 @@
  */
 
 import { getLabel, growBbox } from "../labels.js";
+import { eraserTarget, protectedStrokeMessage, strokeOptions } from "../paint_mode.js";
 import * as tools from "../tools/index.js";
 import { SPLIT_MARGIN_PX, cellBox, clickBox } from "./server_tools.js";
 
@@ -92,17 +93,20 @@ function strokeHandler(erase) {
   return (ed, type, event, y, x) => {
     if (type === "down") {
       if (!ed.canEdit()) return;
-      const options = erase
-        ? { radius: ed.brushRadius, erase: true, feature: ed.feature }
-        : { radius: ed.brushRadius, label: ed.paintLabel(), feature: ed.feature };
-      ed.gesture = { stroke: new tools.BrushStroke(ed.layer, options) };
+      const safeEraser = erase && !ed.overwrite;
+      const target = safeEraser ? eraserTarget(ed.selected, getLabel(ed.layer, y, x)) : null;
+      if (safeEraser && target === null) { ed.notify(protectedStrokeMessage({ erase, target })); return; }
+      if (safeEraser) ed.select(target); // the cell it erases is the one highlighted
+      const options = strokeOptions({ erase, overwrite: ed.overwrite, radius: ed.brushRadius, feature: ed.feature,
+        label: erase ? undefined : ed.paintLabel(), target });
+      ed.gesture = { stroke: new tools.BrushStroke(ed.layer, options), target };
       addStrokePoint(ed, y, x);
     } else if (type === "move" && ed.gesture && ed.gesture.stroke) {
       for (const [py, px] of pointerPath(ed, event, y, x)) addStrokePoint(ed, py, px);
     } else if ((type === "up" || type === "cancel") && ed.gesture && ed.gesture.stroke) {
-      const entry = ed.gesture.stroke.finish();
+      const { stroke, target } = ed.gesture;
       ed.gesture = null;
-      ed.commit(entry);
+      if (!ed.commit(stroke.finish()) && stroke.blocked > 0) ed.notify(protectedStrokeMessage({ erase, target }));
     }
   };
 }
@@ -250,7 +254,8 @@ export function drawOverlay(ed, ctx, view) {
   const hover = ed.hoverPoint;
   if (hover && view.pointerInside && (ed.tool === "brush" || ed.tool === "eraser") && !ed.readOnly) {
     const r = (ed.brushRadius + 0.5) * scale;
-    ring(ctx, sx(hover.x + 0.5), sy(hover.y + 0.5), Math.max(2, r), ed.tool === "eraser" ? "#ff6b6b" : "#ffffff");
+    const colour = ed.tool === "eraser" ? "#ff6b6b" : ed.overwrite ? "#ffb347" : "#ffffff"; // overwrite: orange
+    ring(ctx, sx(hover.x + 0.5), sy(hover.y + 0.5), Math.max(2, r), colour);
   } else if (hover && view.pointerInside && scale >= 6) {
     ctx.strokeStyle = "rgba(255,255,255,0.8)";
     ctx.lineWidth = 1;

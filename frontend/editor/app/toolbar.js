@@ -7,7 +7,7 @@
  */
 
 import { KEYMAP, formatBinding, helpRows } from "../keys.js";
-import { MAX_BRUSH_RADIUS_UI } from "./editor.js";
+import { RADIUS_STEPS, diameterPx, modeText, nearestStep } from "../paint_mode.js";
 import { releaseFocusAfterPointer } from "./panels.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -32,6 +32,7 @@ const ICONS = {
   newLabel: "M12 5v14M5 12h14",
   undo: "M9 14L4 9l5-5M4 9h10a6 6 0 0 1 0 12h-3",
   redo: "M15 14l5-5-5-5M20 9H10a6 6 0 0 0 0 12h3",
+  overwrite: "M4 8l8-4 8 4-8 4zM4 12.5l8 4 8-4M4 17l8 4 8-4",
   help: "M9.5 9a2.5 2.5 0 1 1 3.5 2.3c-.7.3-1 .9-1 1.7M12 17v.2M12 3a9 9 0 1 0 .1 0",
 };
 
@@ -110,17 +111,24 @@ export function buildToolbar(bar, editor) {
   }
   const size = document.createElement("label");
   size.className = "ll-brushsize";
-  size.title = "Brush radius in image pixels ([ and ])";
+  size.title = `Width of the brush, or of the eraser while it is the tool, in image pixels ([ and ])`;
   const slider = document.createElement("input");
   slider.type = "range";
   slider.min = "0";
-  slider.max = String(MAX_BRUSH_RADIUS_UI);
-  slider.value = String(editor.brushRadius);
-  slider.setAttribute("aria-label", "Brush radius");
+  slider.max = String(RADIUS_STEPS.length - 1); // the slider moves through the steps [ and ] take
+  slider.setAttribute("aria-label", "Brush or eraser size");
+  const sizeName = document.createElement("span");
   const readout = document.createElement("output");
-  size.append("Size", slider, readout);
-  slider.addEventListener("input", () => editor.setBrushRadius(Number(slider.value)));
-  bar.appendChild(size);
+  readout.dataset.role = "brush-size";
+  size.append(sizeName, slider, readout);
+  slider.addEventListener("input", () => editor.setBrushRadius(RADIUS_STEPS[Number(slider.value)]));
+  const overwrite = document.createElement("button");
+  overwrite.type = "button";
+  overwrite.className = "ll-tool ll-overwrite";
+  overwrite.dataset.action = "brush:overwrite";
+  overwrite.append(icon("overwrite"), Object.assign(document.createElement("span"), { textContent: "Overwrite" }));
+  overwrite.addEventListener("click", () => { editor.command("brush:overwrite"); overwrite.blur(); });
+  bar.append(size, overwrite);
   releaseFocusAfterPointer(bar);
 
   const sync = () => {
@@ -132,9 +140,15 @@ export function buildToolbar(bar, editor) {
     }
     buttons.get("edit:undo").disabled = editor.readOnly || !editor.history.canUndo;
     buttons.get("edit:redo").disabled = editor.readOnly || !editor.history.canRedo;
-    slider.value = String(editor.brushRadius);
+    slider.value = String(nearestStep(editor.brushRadius));
     slider.disabled = editor.readOnly;
-    readout.textContent = `${editor.brushRadius} px`;
+    sizeName.textContent = editor.sizeTool === "eraser" ? "Eraser" : "Brush";
+    readout.textContent = `⌀ ${diameterPx(editor.brushRadius)} px`;
+    overwrite.setAttribute("aria-pressed", String(editor.overwrite));
+    overwrite.disabled = editor.readOnly;
+    const mode = modeText(editor.sizeTool, editor.overwrite, editor.selected);
+    overwrite.title = `Overwrite other cells (${shortcutOf("brush:overwrite")}); now ${mode}`;
+    overwrite.setAttribute("aria-label", overwrite.title);
   };
   editor.addEventListener("state", sync);
   editor.addEventListener("edit", sync);
@@ -166,7 +180,11 @@ export function buildStatusBar(bar, editor, featureNames = ["Whole cell", "Nucle
   const tool = field("tool"), layer = field("layer"), selected = field("selected"), hover = field("hover"), zoom = field("zoom");
   const sync = () => {
     const busy = editor.busy ? " · working…" : "";
-    tool.textContent = `${TOOL_NAMES[editor.tool] || editor.tool}${editor.pending ? ` · ${editor.pending}: click the other cell` : ""}${busy}`;
+    const stroke = editor.tool === "brush" || editor.tool === "eraser";
+    const mode = stroke ? modeText(editor.tool, editor.overwrite, editor.selected) : "";
+    const paint = stroke ? ` ⌀ ${diameterPx(editor.brushRadius)} px · ${mode}` : "";
+    const pending = editor.pending ? ` · ${editor.pending}: click the other cell` : "";
+    tool.textContent = `${TOOL_NAMES[editor.tool] || editor.tool}${paint}${pending}${busy}`;
     layer.textContent = `Labels: ${featureNames[editor.feature] || editor.feature}`;
     selected.textContent = editor.selected === null ? "No cell selected" : `Selected: #${editor.selected}`;
     zoom.textContent = `${Math.round(editor.view.scale * 100)}%`;

@@ -89,6 +89,8 @@ export class BrushStroke {
     this.halves = discHalfWidths(radius);
     this.r = (this.halves.length - 1) >> 1;
     this.log = new ChangeLog(layer, feature);
+    /** Pixel visits the mode protected (another cell under a safe brush or eraser); > 0: the stroke met one. */
+    this.blocked = 0;
     this.last = null;
     this.finished = false;
   }
@@ -127,6 +129,7 @@ export class BrushStroke {
     const { width, height, data } = this.layer;
     const { halves, r, value, overBackgroundOnly, onlyLabel, log } = this;
     if (cy + r < 0 || cy - r >= height || cx + r < 0 || cx - r >= width) return;
+    let blocked = 0;
     for (let dy = -r; dy <= r; dy++) {
       const y = cy + dy;
       if (y < 0 || y >= height) continue;
@@ -138,8 +141,10 @@ export class BrushStroke {
       for (let x = xa; x <= xb; x++) {
         const v = data[row + x];
         if (v === value) continue;
-        if (overBackgroundOnly && v !== 0) continue;
-        if (onlyLabel !== null && v !== onlyLabel) continue;
+        if ((overBackgroundOnly && v !== 0) || (onlyLabel !== null && v !== onlyLabel)) {
+          blocked++;
+          continue;
+        }
         log.set(row + x, y, x, value);
         if (changedFirst < 0) changedFirst = x;
         changedLast = x;
@@ -151,6 +156,7 @@ export class BrushStroke {
         if (changedLast > dirty.x1) dirty.x1 = changedLast;
       }
     }
+    this.blocked += blocked;
   }
 
   /**
