@@ -3,11 +3,12 @@ origin, and Debian's Chromium driven by Playwright.
 
 A missing Chromium or Playwright is a failure in CI (``CI=true``) and a skip elsewhere, like the
 other services (see ``service_missing`` in ``tests/conftest.py``). Screenshots go to
-``tests/e2e/screenshots/`` (git-ignored).
+``tests/e2e/screenshots/`` (git-ignored), or to the folder ``LOOPLABEL_SCREENSHOTS`` names.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from tests.conftest import service_missing
 from tests.e2e.crowd_site import HostPageServer, LiveServer, launch_chromium
 
-SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+SCREENSHOTS = Path(os.environ.get("LOOPLABEL_SCREENSHOTS") or Path(__file__).resolve().parent / "screenshots")
 
 
 @pytest.fixture(scope="session")
@@ -81,5 +82,6 @@ def page(chromium):
 
 @pytest.fixture
 def screenshot_dir():
-    SCREENSHOTS.mkdir(exist_ok=True)
+    """The screenshot folder, made on first use; ``layout/`` holds test_page_layout.py's."""
+    (SCREENSHOTS / "layout").mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS

@@ -20,6 +20,9 @@ export const SAVE_TEXT = Object.freeze({
   submitted: "Submitted",
 });
 
+/** How long a message stays, by level (ms); the × takes it away sooner. */
+export const TOAST_MS = Object.freeze({ info: 4000, error: 8000 });
+
 /** The page's chrome. */
 export class PageUi {
   /** @param {HTMLElement} root The `#annotate` element. */
@@ -91,6 +94,7 @@ export class PageUi {
     const b = this.roles.banner;
     b.hidden = !text;
     b.textContent = text || "";
+    b.title = text || ""; // the bar wraps the whole text; the tooltip repeats it
     b.dataset.level = level;
   }
 
@@ -111,7 +115,8 @@ export class PageUi {
   }
 
   /**
-   * Short message over the canvas.
+   * Short message over the status bar (never over the image): one at a time, the newest replacing
+   * the one shown; it goes after {@link TOAST_MS} or when its × is pressed.
    *
    * @param {string} text
    * @param {"info"|"error"} [level="info"]
@@ -120,10 +125,23 @@ export class PageUi {
     const box = this.roles.toasts;
     const item = document.createElement("div");
     item.className = `ll-toast ll-toast-${level}`;
-    item.textContent = text;
-    box.appendChild(item);
-    while (box.children.length > 3) box.firstElementChild.remove();
-    setTimeout(() => item.remove(), level === "error" ? 7000 : 3500);
+    item.setAttribute("role", level === "error" ? "alert" : "status");
+    const message = document.createElement("span");
+    message.className = "ll-toast-text";
+    message.textContent = text;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "ll-toast-close";
+    close.title = "Dismiss";
+    close.setAttribute("aria-label", "Dismiss this message");
+    close.textContent = "×";
+    item.append(message, close);
+    const timer = setTimeout(() => item.remove(), TOAST_MS[level] || TOAST_MS.info);
+    close.addEventListener("click", () => {
+      clearTimeout(timer);
+      item.remove();
+    });
+    box.replaceChildren(item);
   }
 
   /**
