@@ -270,10 +270,8 @@ def server_tool(crop_id: int, tool: str):
         return jsonify(_add_cell(rt.store, crop, round_number, shape, body, started))
     channels = _crop_channels(rt.store, crop.key, _window(crop)).decode()
     result = run_tool(tool, channels, shape, body, decode_box=box_array)
-    payload = {"tool": tool, "changed": result is not None, "ms": round((time.perf_counter() - started) * 1000, 2)}
-    if result is not None:
-        bbox, labels = result
-        payload.update(bbox=list(bbox), labels=box_payload(labels))
+    payload = {"tool": tool, **result.payload(box_payload)}
+    payload["ms"] = round((time.perf_counter() - started) * 1000, 2)
     return jsonify(payload)
 
 

@@ -165,10 +165,7 @@ def tool(stitch_id: int, tool: str):
     else:
         chans = channels_to_uint8(raw, drange)
     result = run_tool(tool, chans, shape, body, decode_box=box_array)
-    out = {"tool": tool, "changed": result is not None}
-    if result is not None:
-        out.update(bbox=list(result[0]), labels=box_payload(result[1]))
-    return jsonify(out)
+    return jsonify({"tool": tool, **result.payload(box_payload)})
 
 
 def _add_cell(store, raw_key: str, drange: np.ndarray, shape: tuple[int, int], key: str, body: dict) -> dict:

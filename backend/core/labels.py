@@ -31,6 +31,7 @@ __all__ = [
     "AUTOFIT_BAND_PX",
     "MIN_CELL_AREA_PX",
     "MIN_CELLS_PER_IMAGE",
+    "SPLIT_MIN_PIECE_FRACTION",
     "THRESHOLD_LOW_FRACTION",
     "LabelToolError",
     "autofit",
@@ -38,7 +39,9 @@ __all__ = [
     "image_passes_qc",
     "relabel_sequential",
     "remove_small_objects_labels",
+    "split_cell",
     "threshold_box",
+    "threshold_levels",
     "watershed_split",
 ]
 
@@ -50,6 +53,9 @@ THRESHOLD_LOW_FRACTION = 0.5
 """Default low hysteresis level, as a fraction of the way from the box minimum to ``high``."""
 AUTOFIT_BAND_PX = 5
 """Default distance (px) that autofit may move the outline outwards."""
+SPLIT_MIN_PIECE_FRACTION = 0.05
+"""Split: a watershed piece under this share of the cell (or under ``MIN_CELL_AREA_PX``) is a crumb,
+and the cell is cut halfway between the seeds instead."""
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -214,6 +220,33 @@ def _hysteresis_levels(img: np.ndarray, low: float | None, high: float | None,
     return float(low), float(high)
 
 
+def threshold_levels(image: np.ndarray, *, low: float | None = None,
+                     high: float | None = None) -> tuple[float, float]:
+    """The hysteresis levels :func:`threshold_box` uses on a box: the given ones, checked, and the others.
+
+    Parameters
+    ----------
+    image : (h, w) ndarray, uint8 (any real dtype is accepted)
+        The box of the channel the tool looks at.
+    low, high : float, optional
+        Levels in image units; ``high`` defaults to Otsu's threshold over the box, ``low`` to
+        ``min + THRESHOLD_LOW_FRACTION * (high - min)``.
+
+    Returns
+    -------
+    (float, float)
+        ``(low, high)``, image units, ``low <= high``.
+
+    Raises
+    ------
+    LabelToolError
+        A bad image, a level that is not a finite number, ``low > high``, or a uniform box
+        without ``high``.
+    """
+    img, _ = _check_box(image, np.zeros(np.shape(image), dtype=np.int32))
+    return _hysteresis_levels(img, low, high, np.asarray(image))
+
+
 def threshold_box(image: np.ndarray, labels: np.ndarray, label: int, *, low: float | None = None,
                   high: float | None = None) -> np.ndarray:
     """Add the bright pixels of a box to one cell by hysteresis thresholding.
@@ -255,9 +288,8 @@ def threshold_box(image: np.ndarray, labels: np.ndarray, label: int, *, low: flo
     free = own | (lab == 0)
     bright = apply_hysteresis_threshold(np.where(free, img, -np.inf), lo, hi)
     if not bright.any():
-        raise LabelToolError(f"no pixel of the box outside other cells is above the threshold "
-                             f"(high={hi:g}); lower the threshold or draw the box over a brighter "
-                             "cell")
+        raise LabelToolError(f"no pixel of the box outside other cells is above the threshold level "
+                             f"({hi:g}); lower the level or draw the box over a brighter cell")
     pieces, n = ndi.label(bright, structure=_EIGHT)
     sizes = np.bincount(pieces.ravel(), minlength=n + 1)
     sizes[0] = 0
@@ -309,9 +341,39 @@ def _split_landscape(img: np.ndarray, mask: np.ndarray, points: list[tuple[int, 
     return 0.5 * intensity_term + 0.5 * shape_term
 
 
-def watershed_split(image: np.ndarray, labels: np.ndarray, label: int,
-                    seeds: list[tuple[int, int]], new_ids: list[int]) -> np.ndarray:
-    """Split one cell into one piece per seed by marker watershed inside the cell's mask.
+def _fill_unreached(basins: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Give the pixels of ``cell`` that no piece holds (0) to the nearest piece, in place."""
+    unreached = cell & (basins == 0)
+    if unreached.any():
+        nearest = ndi.distance_transform_edt(basins == 0, return_distances=False,
+                                             return_indices=True)
+        basins[unreached] = basins[tuple(nearest)][unreached]
+    return basins
+
+
+def _nearest_seed(cell: np.ndarray, points: list[tuple[int, int]]) -> np.ndarray:
+    """Pieces 1..n of ``cell``: each pixel to its nearest seed (Euclidean; ties to the earlier seed).
+
+    A piece keeps only its part connected (4-connected) to its seed; cut-off parts (possible in a
+    non-convex cell) join the nearest piece that does."""
+    yy, xx = np.indices(cell.shape)
+    distance = np.stack([(yy - y) ** 2 + (xx - x) ** 2 for y, x in points])
+    basins = np.where(cell, np.argmin(distance, axis=0) + 1, 0).astype(np.int32)
+    for k, point in enumerate(points, start=1):
+        parts, _ = ndi.label(basins == k)
+        basins[(basins == k) & (parts != parts[point])] = 0
+    return _fill_unreached(basins, cell)
+
+
+def _has_crumb(basins: np.ndarray, cell: np.ndarray, n_pieces: int) -> bool:
+    """Whether some piece is under ``MIN_CELL_AREA_PX`` or ``SPLIT_MIN_PIECE_FRACTION`` of the cell."""
+    sizes = np.bincount(basins[cell], minlength=n_pieces + 1)[1:]
+    return int(sizes.min()) < max(MIN_CELL_AREA_PX, SPLIT_MIN_PIECE_FRACTION * int(cell.sum()))
+
+
+def split_cell(image: np.ndarray, labels: np.ndarray, label: int, seeds: list[tuple[int, int]],
+               new_ids: list[int]) -> tuple[np.ndarray, bool]:
+    """Split one cell into one piece per seed: by marker watershed, or halfway between the seeds.
 
     ``skimage.segmentation.watershed`` floods the landscape described in ``_split_landscape``
     (half shape: distance to the cell's edge; half intensity, inverted for bright-bodied cells,
@@ -319,6 +381,13 @@ def watershed_split(image: np.ndarray, labels: np.ndarray, label: int,
     seed pixels, restricted to the cell (4-connected flooding, so each piece is connected).
     Pixels the flood cannot reach (parts of the cell not connected to any seed) go to the nearest
     piece.
+
+    Where the image and the shape show no border between the seeds (two seeds in one cell), the
+    flood from the seed lower in the landscape takes nearly all of the cell and leaves the other
+    seed a crumb of a few pixels at the rim. When a piece is under ``MIN_CELL_AREA_PX`` or under
+    ``SPLIT_MIN_PIECE_FRACTION`` of the cell, the cell is cut halfway between the seeds instead:
+    each pixel goes to the seed it is nearest to (Euclidean), and a piece keeps only its part
+    connected to its seed (in a non-convex cell the rest joins the nearest piece).
 
     Parameters
     ----------
@@ -336,9 +405,11 @@ def watershed_split(image: np.ndarray, labels: np.ndarray, label: int,
 
     Returns
     -------
-    (h, w) ndarray, int32
+    labels : (h, w) ndarray, int32
         The new labels box. The pieces cover exactly the cell's former pixels; every other pixel
-        is unchanged.
+        is unchanged; each seed's pixel is in its own piece.
+    halfway : bool
+        Whether the cell was cut halfway between the seeds (the watershed left a crumb).
 
     Raises
     ------
@@ -358,16 +429,26 @@ def watershed_split(image: np.ndarray, labels: np.ndarray, label: int,
     for k, point in enumerate(local, start=1):
         markers[point] = k
     landscape = _split_landscape(img[rows, cols], cell, local, float(hi - lo))
-    basins = watershed(landscape, markers, mask=cell)
-    unreached = cell & (basins == 0)
-    if unreached.any():
-        nearest = ndi.distance_transform_edt(basins == 0, return_distances=False,
-                                             return_indices=True)
-        basins[unreached] = basins[tuple(nearest)][unreached]
+    basins = _fill_unreached(watershed(landscape, markers, mask=cell), cell)
+    halfway = _has_crumb(basins, cell, len(local))
+    if halfway:
+        basins = _nearest_seed(cell, local)
     piece_id = np.asarray([0, label, *ids], dtype=np.int32)
     out = lab.copy()
     out[rows, cols][cell] = piece_id[basins[cell]]
-    return out
+    return out, halfway
+
+
+def watershed_split(image: np.ndarray, labels: np.ndarray, label: int,
+                    seeds: list[tuple[int, int]], new_ids: list[int]) -> np.ndarray:
+    """:func:`split_cell`'s labels box alone (same parameters, same errors).
+
+    Returns
+    -------
+    (h, w) ndarray, int32
+        The new labels box.
+    """
+    return split_cell(image, labels, label, seeds, new_ids)[0]
 
 
 # ------------------------------------------------------------------ autofit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -29,18 +30,58 @@ def parse_bbox(body: dict, shape: tuple[int, int]) -> tuple[int, int, int, int]:
     return y0, x0, y1, x1
 
 
+@dataclass(frozen=True)
+class ToolResult:
+    """What a server tool did to the request's box.
+
+    ``bbox`` (crop px) and ``labels`` are the changed part, both None when nothing changed; ``note``
+    says why nothing changed, or how the tool went about it (a split cut halfway); ``detail`` holds
+    what the tool used, for the editor to show: ``channel`` (index), threshold's ``levels`` [low, high].
+    """
+
+    bbox: tuple[int, int, int, int] | None
+    labels: np.ndarray | None
+    note: str | None = None
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return self.bbox is not None
+
+    def payload(self, encode: Callable[[np.ndarray], str]) -> dict:
+        """The JSON answer: ``changed``, the detail, ``note`` if any, ``bbox`` + encoded ``labels`` if changed."""
+        out = {"changed": self.changed, **self.detail}
+        if self.note:
+            out["note"] = self.note
+        if self.changed:
+            out.update(bbox=list(self.bbox), labels=encode(self.labels))
+        return out
+
+
+def _level(body: dict) -> float | None:
+    """The threshold level the editor sent (display units of the channel, 0..255), or None for auto."""
+    level = body.get("level")
+    if level is None:
+        return None
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 <= level <= 255:
+        raise UserError("level must be a number between 0 and 255 (the channel's display values), "
+                        "or null for the automatic (Otsu) level", field="level")
+    return float(level)
+
+
 def run_tool(
     tool: str,
     channels: np.ndarray,
     shape: tuple[int, int],
     body: dict,
     decode_box: Callable[[str, tuple[int, int]], np.ndarray],
-) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
-    """Apply ``tool`` to the box of the request; returns (changed bbox in crop px, its labels) or None.
+) -> ToolResult:
+    """Apply ``tool`` to the box of the request; returns what changed (crop px) and what to tell the user.
 
     ``body``: ``feature`` (0 whole-cell, 1 nuclear), ``bbox`` [y0,x0,y1,x1], ``label``, ``labels``
     (base64 deflate int32 of the box, the editor's current state), optional ``channel`` (the image
-    channel the tool looks at; default nuclear → channel 0, whole-cell → channel 1), and for
+    channel the tool looks at; default nuclear → channel 0, whole-cell → channel 1), for
+    ``threshold`` an optional ``level`` (0..255; default Otsu's over the box), and for
     ``watershed_split`` ``seeds`` [[y, x], ...] in crop pixels and ``next_id`` (first free id).
     """
     feature = _int(body, "feature", 0, 1)
@@ -53,13 +94,22 @@ def run_tool(
         channel = default_channel
     if isinstance(channel, bool) or not isinstance(channel, int) or not 0 <= channel < n_channels:
         raise UserError(f"channel must be an index between 0 and {n_channels - 1}", field="channel")
+    level = _level(body) if tool == "threshold" else None
     if not isinstance(body.get("labels"), str):
         raise UserError("labels (the box's current labels) are required", field="labels")
     box = decode_box(body["labels"], (y1 - y0, x1 - x0))
     image = channels[channel, y0:y1, x0:x1]
+    where = f"channel {channel + 1}"
+    detail: dict = {"channel": channel}
+    note = None
     try:
         if tool == "threshold":
-            out = label_core.threshold_box(image, box, label)
+            low, high = label_core.threshold_levels(image, high=level)
+            detail["levels"] = [round(low, 2), round(high, 2)]
+            out = label_core.threshold_box(image, box, label, low=low, high=high)
+            unchanged = (f"every pixel above the level ({high:g}) on {where} in the box is already in cell "
+                         f"{label}: lower the level to take in dimmer pixels, or draw the box over the part "
+                         "that is missing")
         elif tool == "watershed_split":
             seeds = body.get("seeds")
             if not isinstance(seeds, list) or len(seeds) < 2:
@@ -70,15 +120,25 @@ def run_tool(
                     raise UserError("each seed must be [y, x] in crop pixels", field="seeds")
                 local.append((s[0] - y0, s[1] - x0))
             next_id = _int(body, "next_id", 1, 2**31 - len(seeds))
-            out = label_core.watershed_split(image, box, label, local, [next_id + i for i in range(len(seeds) - 1)])
+            out, halfway = label_core.split_cell(image, box, label, local,
+                                                 [next_id + i for i in range(len(seeds) - 1)])
+            if halfway:
+                note = (f"{where} shows no border between the seeds, so cell {label} was cut halfway between "
+                        "them; undo (Ctrl+Z) and click one seed in the middle of each cell if that is not the "
+                        "split you meant")
+            unchanged = f"the split changed nothing in cell {label}"
         elif tool == "autofit":
             out = label_core.autofit(image, box, label)
+            unchanged = (f"cell {label}'s outline already fits the edges on {where} (autofit moves it at most "
+                         f"{label_core.AUTOFIT_BAND_PX} px): pick the channel that shows its border, or draw "
+                         "the outline with the brush")
         else:
             raise UserError(f"unknown tool {tool!r}")
     except label_core.LabelToolError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(f"{exc} ({where})") from None
     changed = label_core.changed_box(box, out)
     if changed is None:
-        return None
+        return ToolResult(None, None, unchanged, detail)
     cy0, cx0, cy1, cx1 = changed
-    return (y0 + cy0, x0 + cx0, y0 + cy1, x0 + cx1), np.ascontiguousarray(out[cy0:cy1, cx0:cx1], dtype=np.int32)
+    return ToolResult((y0 + cy0, x0 + cx0, y0 + cy1, x0 + cx1),
+                      np.ascontiguousarray(out[cy0:cy1, cx0:cx1], dtype=np.int32), note, detail)

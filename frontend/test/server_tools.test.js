@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { deflateSync, inflateSync } from "node:zlib";
 
 import {
-  ADD_CELL_HALF_PX, answerToEntry, base64ToBytes, bytesToBase64, cellBox, clickBox, decodeBox, encodeBox, runServerTool,
-  toolBody,
+  ADD_CELL_HALF_PX, answerToEntry, base64ToBytes, bytesToBase64, cellBox, clickBox, decodeBox, defaultToolChannel,
+  encodeBox, runServerTool, sentence, toolBody, toolContext,
 } from "../editor/app/server_tools.js";
 import { extractPatch } from "../editor/labels.js";
 import { grid, rows, seededRandom } from "./layer_grids.js";
@@ -69,6 +69,9 @@ test("toolBody: feature, box, label and the box's ids; optional fields only when
   assert.deepEqual(split.seeds, [[0, 1], [1, 0]]);
   assert.equal(split.next_id, 9);
   assert.equal("channel" in (await toolBody(layer, { feature: 0, bbox, label: 4, channel: null })), false);
+  const levelled = await toolBody(layer, { feature: 0, bbox, label: 4, level: 0 });
+  assert.equal(levelled.level, 0, "level 0 is a level, not 'automatic'");
+  assert.equal("level" in (await toolBody(layer, { feature: 0, bbox, label: 4, level: null })), false);
 });
 
 test("answerToEntry: one entry trimmed to the pixels that change; null when nothing does", async () => {
@@ -92,7 +95,8 @@ test("answerToEntry: one entry trimmed to the pixels that change; null when noth
 function fakeEditor(layer, serverTool, { editable = true } = {}) {
   const events = [];
   return {
-    layer, feature: 1, busy: false, serverTool, display: { grayscaleChannel: 2 },
+    layer, feature: 1, busy: false, serverTool,
+    display: { grayscaleChannel: 2, channels: [{ name: "DAPI" }, { name: "membrane" }, { name: "CD45" }] },
     committed: [], messages: [], events,
     canEdit() { return editable && !this.busy; },
     emit(type, detail) { events.push([type, detail, this.busy]); },
@@ -120,20 +124,54 @@ test("runServerTool: sends the shown layer's box, applies the answer as one entr
   assert.deepEqual(ed.committed[0].bbox, [0, 2, 2, 3]);
   assert.deepEqual(Array.from(extractPatch(layer, ed.committed[0].bbox)), Array.from(ed.committed[0].after));
   assert.equal(ed.busy, false);
-  assert.deepEqual(ed.events.map(([type, detail]) => [type, detail.busy]), [["state", true], ["state", false]]);
+  assert.deepEqual(ed.events.map(([type, detail]) => [type, detail.busy ?? detail.name]),
+    [["state", true], ["tool", "watershed_split"], ["state", false]]);
 });
 
 test("runServerTool: errors and empty answers become messages; the layer stays as it was", async () => {
   const layer = grid("1 1 \n 1 1");
   const failing = fakeEditor(layer, async () => { throw new Error("the server is down"); });
   assert.equal(await runServerTool(failing, "autofit", { bbox: [0, 0, 2, 2], label: 1 }), false);
-  assert.deepEqual(failing.messages, [["the server is down", "error"]]);
+  assert.deepEqual(failing.messages, [["Autofit on channel 3 (CD45): The server is down.", "error"]]);
   assert.equal(failing.busy, false);
   const nothing = fakeEditor(layer, async () => ({ changed: false }));
   assert.equal(await runServerTool(nothing, "threshold", { bbox: [0, 0, 2, 2], label: 1 }), false);
   assert.match(nothing.messages[0][0], /nothing to change/);
   assert.equal(nothing.committed.length, 0);
   assert.deepEqual(rows(layer), ["1 1", "1 1"]);
+});
+
+test("runServerTool: a threshold sends its level and channel; the server's reasons and notes are shown", async () => {
+  const layer = grid("1 1 \n 1 1");
+  const bodies = [];
+  const answers = [
+    { changed: false, channel: 0, levels: [40, 80], note: "every pixel above the level (80) is already in cell 1" },
+    { changed: true, bbox: [0, 0, 1, 1], labels: serverBox([2]), note: "cell 1 was cut halfway between them" },
+  ];
+  const ed = fakeEditor(layer, async (name, body) => { bodies.push(body); return answers.shift(); });
+  assert.equal(await runServerTool(ed, "threshold", { bbox: [0, 0, 2, 2], label: 1, channel: 0, level: 80 }), false);
+  assert.deepEqual([bodies[0].channel, bodies[0].level], [0, 80]);
+  assert.deepEqual(ed.messages.at(-1), [
+    "Threshold on channel 1 (DAPI), level 80: Every pixel above the level (80) is already in cell 1.", "error"]);
+  assert.deepEqual(ed.events.find(([type]) => type === "tool")[1].answer.levels, [40, 80]);
+  assert.equal(await runServerTool(ed, "watershed_split", { bbox: [0, 0, 2, 2], label: 1, seeds: [[0, 0], [1, 1]],
+    nextId: 2 }), true);
+  assert.equal(bodies[1].channel, 2, "without a channel of its own a tool looks at the grayscale channel shown");
+  assert.equal("level" in bodies[1], false);
+  assert.deepEqual(ed.messages.at(-1), ["Cell 1 was cut halfway between them.", "info"]);
+});
+
+test("the channel a tool uses by default, and how a message names what a tool ran with", () => {
+  assert.equal(defaultToolChannel(1, 3), 0);
+  assert.equal(defaultToolChannel(0, 3), 1);
+  assert.equal(defaultToolChannel(0, 1), 0);
+  const names = ["DAPI", "membrane"];
+  assert.equal(toolContext("threshold", { feature: 0 }, names), "Threshold on channel 2 (membrane), level automatic");
+  assert.equal(toolContext("threshold", { feature: 0, channel: 0, level: 12 }, names),
+    "Threshold on channel 1 (DAPI), level 12");
+  assert.equal(toolContext("autofit", { feature: 1 }, names), "Autofit on channel 1 (DAPI)");
+  assert.equal(sentence(" no pixel is above the level "), "No pixel is above the level.");
+  assert.equal(sentence("Done!"), "Done!");
 });
 
 test("runServerTool: refused without a server tool function or when editing is not allowed", async () => {

@@ -166,3 +166,107 @@ def test_new_cell_takes_the_safe_brush_and_sizes_step_with_the_size(task_ui):
     ui.key("b")
     assert ui.frame.text_content(size) == "⌀ 3 px" and "Brush" in ui.frame.text_content(".ll-brushsize")
     assert not ui.page.errors
+
+
+def drag_box(ui: TaskPage, y0: int, x0: int, y1: int, x1: int) -> None:
+    ui.page.mouse.move(*ui.point(y0, x0))
+    ui.page.mouse.down()
+    ui.page.mouse.move(*ui.point(y1, x1), steps=5)
+    ui.page.mouse.up()
+
+
+def threshold_box(ui: TaskPage, box: tuple[int, int, int, int]):
+    """Drag ``box`` with the threshold tool; returns (request body, response) once the editor is idle."""
+    with ui.page.expect_response(lambda r: "/tools/threshold" in r.url) as info:
+        drag_box(ui, box[0], box[1], box[2] - 1, box[3] - 1)
+    ui.wait_until(f"() => !{ED}.busy", what="the threshold to finish")
+    return info.value.request.post_data_json, info.value
+
+
+def test_threshold_has_a_level_and_a_channel_and_says_what_to_change(task_ui):
+    task, ui = task_ui
+    nuclear = task.predicted[1]
+    areas = np.bincount(nuclear.ravel())
+    inner = np.zeros_like(nuclear, dtype=bool)
+    inner[8:-8, 8:-8] = True
+    cell = next(int(c) for c in np.argsort(areas)[::-1] if c and areas[c] >= 40 and inner[nuclear == c].all())
+    ys, xs = np.nonzero(nuclear == cell)
+    box = (int(ys.min()) - 3, int(xs.min()) - 3, int(ys.max()) + 4, int(xs.max()) + 4)
+    ui.frame.click('button[data-action="tool:select"]')
+    ui.key("x")  # the nuclear layer
+    ui.click_pixel(int(ys[len(ys) // 2]), int(xs[len(xs) // 2]))
+    ui.key("Delete")
+    panel = '[data-role="threshold-options"]'
+    assert not ui.frame.is_visible(panel), "the threshold options show with the threshold tool only"
+    ui.key("t")
+    assert ui.frame.is_visible(panel)
+    assert ui.frame.locator('[data-role="threshold-channel"] option').first.text_content() == "Auto: 1. DAPI"
+    assert ui.frame.is_checked('[data-role="threshold-auto"]')
+
+    body, answer = threshold_box(ui, box)
+    assert "level" not in body and "channel" not in body
+    new_id = body["label"]
+    layers = ui.layers()
+    assert ((layers[1] == new_id) & (nuclear == cell)).sum() >= 0.7 * areas[cell]
+    auto_level = round(answer.json()["levels"][1])
+    assert ui.frame.text_content(f"{panel} output") == str(auto_level)
+
+    threshold_box(ui, box)  # nothing left above the level: the toast says so and what to change
+    toast = last_toast(ui)
+    assert "Threshold on channel 1 (DAPI), level automatic" in toast and f"already in cell {new_id}" in toast
+    assert "lower the level" in toast
+    assert np.array_equal(ui.layers(), layers)
+
+    ui.frame.uncheck('[data-role="threshold-auto"]')
+    ui.frame.fill('[data-role="threshold-level"]', "255")
+    body, answer = threshold_box(ui, box)
+    assert body["level"] == 255 and answer.status == 400
+    toast = last_toast(ui)
+    assert "level 255" in toast and "lower the level" in toast
+
+    ui.frame.select_option('[data-role="threshold-channel"]', "1")
+    ui.frame.fill('[data-role="threshold-level"]', "60")
+    body, answer = threshold_box(ui, box)
+    assert (body["channel"], body["level"]) == (1, 60) and answer.json()["channel"] == 1
+    ui.key("v")  # the keys still go to the editor after the panel's controls
+    assert editor_value(ui, "ed.tool") == "select" and not ui.frame.is_visible(panel)
+    assert not ui.page.errors
+
+
+def test_a_split_with_both_seeds_in_one_cell_is_cut_halfway_with_a_message(task_ui):
+    from backend.core.labels import split_cell
+
+    task, ui = task_ui
+    whole = task.predicted[0]
+    areas = np.bincount(whole.ravel())
+    cell = next(int(c) for c in np.argsort(areas)[::-1] if c and c != task.merged_id)
+    mask = whole == cell
+    ys, xs = np.nonzero(mask)
+    y0, x0, y1, x1 = max(0, ys.min() - 3), max(0, xs.min() - 3), min(270, ys.max() + 4), min(270, xs.max() + 4)
+    rng = np.random.default_rng(1)
+    pixels = np.argwhere(mask)
+    for _ in range(50):  # two clicks in one cell where the image shows no border between them
+        first, second = (tuple(int(v) for v in pixels[i]) for i in rng.choice(len(pixels), 2, replace=False))
+        seeds = [(first[0] - y0, first[1] - x0), (second[0] - y0, second[1] - x0)]
+        if split_cell(task.channels[1, y0:y1, x0:x1], whole[y0:y1, x0:x1], cell, seeds, [9999])[1]:
+            break
+    else:
+        raise AssertionError("no seed pair in the cell needs the halfway cut")
+    ui.frame.click('button[data-action="tool:select"]')
+    ui.key("w")
+    ui.click_pixel(*first)
+    with ui.page.expect_response(lambda r: "/tools/watershed_split" in r.url):
+        ui.click_pixel(*second)
+    ui.wait_until(f"() => !{ED}.busy", what="the split to finish")
+    after = ui.layers()[0]
+    new_id = int(after[second])
+    pieces = [int((after == cell).sum()), int((after == new_id).sum())]
+    assert new_id != cell and min(pieces) >= max(15, 0.05 * mask.sum()), pieces
+    assert "cut halfway between" in last_toast(ui)
+
+    other = int(np.unique(whole[ndi.binary_dilation(mask, iterations=3) & (whole != cell) & (whole > 0)])[0])
+    oy, ox = (int(v) for v in np.argwhere(whole == other)[0])
+    ui.click_pixel(*first)
+    ui.click_pixel(oy, ox)
+    assert "same cell" in last_toast(ui)
+    assert not ui.page.errors

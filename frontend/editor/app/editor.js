@@ -9,6 +9,7 @@
  * - `edit`     `{kind: "edit"|"undo"|"redo", entry}` after any change of the labels;
  * - `state`    tool, selection, brush size, display or busy state changed;
  * - `hover`    `{y, x, id}` or null;
+ * - `tool`     `{name, answer}` after a server tool answered (threshold: the `levels` it used);
  * - `message`  `{text, level: "info"|"error"}` for the page to show;
  * - `help`     the user asked for the shortcut list (?).
  *
@@ -78,6 +79,9 @@ export class Editor extends EventTarget {
     this.radii = { ...DEFAULT_RADII };
     /** Overwrite mode: the brush paints over other cells and the eraser erases any; off (safe) by default. */
     this.overwrite = false;
+    /** Threshold tool: the channel (null: the one shown in grayscale, else the layer's) and the level
+     * (0..255 display units; null: automatic, Otsu's over the box) it runs with (side panel). */
+    this.thresholdOptions = { channel: null, level: null };
     this.selected = null;
     this.hover = null;
     this.pending = null; // "merge" | "swap": the next click picks the other cell
@@ -322,6 +326,16 @@ export class Editor extends EventTarget {
     this.overwrite = Boolean(on);
     this.view.invalidateOverlay();
     this.emit("state", { overwrite: this.overwrite });
+  }
+
+  /**
+   * Set what the threshold tool runs with.
+   *
+   * @param {{channel?: number|null, level?: number|null}} patch See {@link Editor#thresholdOptions}.
+   */
+  setThresholdOptions(patch) {
+    this.thresholdOptions = { ...this.thresholdOptions, ...patch };
+    this.emit("state", { threshold: true });
   }
 
   /** Change display settings and repaint everything; see DisplayState. */

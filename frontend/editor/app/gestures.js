@@ -179,7 +179,7 @@ const HANDLERS = {
         return;
       }
       const label = ed.paintLabel();
-      ed.runServerTool("threshold", { bbox, label });
+      ed.runServerTool("threshold", { bbox, label, ...ed.thresholdOptions });
     }
   },
   watershed(ed, type, event, y, x) {

@@ -9,6 +9,7 @@
 
 import { autoRange } from "../auto_range.js";
 import { OUTLINE_CHOICES, rgbToHex } from "./display.js";
+import { defaultToolChannel } from "./server_tools.js";
 
 let uid = 0;
 const COUNT = new Intl.NumberFormat("en");
@@ -91,14 +92,68 @@ export function releaseFocusAfterPointer(root) {
  */
 export function buildSidePanel(container, editor, { featureNames = ["Whole cell", "Nuclear"] } = {}) {
   container.replaceChildren();
+  const threshold = buildThresholdSection(editor);
   const labels = buildLabelSection(editor, featureNames);
   const channels = buildChannelSection(editor);
-  container.append(labels.section, channels.section);
+  container.append(threshold.section, labels.section, channels.section);
   releaseFocusAfterPointer(container);
-  const sync = () => { labels.sync(); channels.sync(); };
-  editor.addEventListener("state", (e) => { if (e.detail.display) sync(); });
+  const sync = () => { threshold.sync(); labels.sync(); channels.sync(); };
+  editor.addEventListener("state", (e) => {
+    if (e.detail.display) sync();
+    else if (e.detail.tool || e.detail.threshold) threshold.sync();
+  });
   sync();
   return { sync };
+}
+
+/**
+ * The threshold tool's options, shown while it is the tool: the channel it looks at and its level
+ * (automatic: Otsu's over the box, as the server last reported it; or a level the user sets).
+ */
+function buildThresholdSection(editor) {
+  const n = editor.display.channels.length;
+  const channelName = (c) => `${c + 1}. ${editor.display.channels[c].name}`;
+  const autoOption = el("option", { value: "" });
+  const channel = el("select", { class: "ll-select", title: "The channel the threshold looks at",
+    "aria-label": "Threshold channel", dataset: { role: "threshold-channel" } },
+  autoOption, ...editor.display.channels.map((ch, c) => el("option", { value: String(c) }, channelName(c))));
+  channel.addEventListener("change", () => {
+    editor.setThresholdOptions({ channel: channel.value === "" ? null : Number(channel.value) });
+    channel.blur(); // the keys go back to the editor
+  });
+  let lastAuto = null; // the level the server chose the last time the level was automatic
+  editor.addEventListener("tool", (e) => {
+    const levels = e.detail.name === "threshold" && e.detail.answer && e.detail.answer.levels;
+    if (levels && editor.thresholdOptions.level === null) { lastAuto = Math.round(levels[1]); sync(); }
+  });
+  const auto = el("input", { type: "checkbox", dataset: { role: "threshold-auto" } });
+  const level = slider("Level", { min: 0, max: 255, step: 1, value: 128 },
+    (v) => editor.setThresholdOptions({ level: v }));
+  level.input.dataset.role = "threshold-level";
+  level.input.title = "Pixels brighter than this (0-255, the channel's display values) join the cell";
+  auto.addEventListener("change", () => {
+    editor.setThresholdOptions({ level: auto.checked ? null : Number(level.input.value) });
+  });
+  const section = el("section", { class: "ll-panel ll-panel-threshold", dataset: { role: "threshold-options" } },
+    el("h2", {}, "Threshold"),
+    el("div", { class: "ll-slider" }, el("label", {}, "Channel"), channel),
+    level.row,
+    el("label", { class: "ll-check" }, auto, "Automatic level (Otsu's, per box)"),
+    el("p", { class: "ll-hint" }, "Drag a box over a cell: its pixels above the level join the selected cell "
+      + "(a new one if none is selected). Lower the level to take in dimmer pixels."));
+  const sync = () => {
+    section.hidden = editor.tool !== "threshold";
+    const shown = editor.display.grayscaleChannel ?? defaultToolChannel(editor.feature, n);
+    autoOption.textContent = `Auto: ${channelName(shown)}`;
+    const { channel: picked, level: set } = editor.thresholdOptions;
+    channel.value = picked === null ? "" : String(picked);
+    auto.checked = set === null;
+    level.input.disabled = set === null;
+    if (set !== null) level.set(set);
+    else if (lastAuto !== null) level.set(lastAuto);
+    if (set === null) level.row.querySelector("output").textContent = lastAuto === null ? "auto" : `${lastAuto}`;
+  };
+  return { section, sync };
 }
 
 function buildLabelSection(editor, featureNames) {

@@ -23,6 +23,11 @@ export const AUTOFIT_MARGIN_PX = 7;
 /** Half side (px) of the box sent with "add a cell here": the server looks at most this far from the click. */
 export const ADD_CELL_HALF_PX = 48;
 
+/** How the messages name each server tool. */
+const TOOL_TITLES = Object.freeze({
+  threshold: "Threshold", watershed_split: "Split", autofit: "Autofit", add_cell: "Add cell",
+});
+
 const CHUNK = 0x8000;
 
 /**
@@ -116,19 +121,58 @@ export function clickBox(y, x, height, width, half = ADD_CELL_HALF_PX) {
  * @param {number[]} request.bbox `[y0, x0, y1, x1]`, image pixels.
  * @param {number} [request.label] Target cell id (not for add_cell).
  * @param {number|null} [request.channel] Image channel the tool looks at (null: server default).
+ * @param {number|null} [request.level] Threshold: the level, 0..255 display units (null: automatic, Otsu).
  * @param {number[][]} [request.seeds] Split: `[y, x]` seed pixels, image coordinates.
  * @param {number} [request.nextId] Split, add cell: first free id.
  * @param {number[]} [request.point] Add cell: the click `[y, x]`, image coordinates.
  * @returns {Promise<object>} JSON body for `POST .../tools/<name>`.
  */
-export async function toolBody(layer, { feature, bbox, label, channel = null, seeds, nextId, point }) {
+export async function toolBody(layer, { feature, bbox, label, channel = null, level = null, seeds, nextId, point }) {
   const body = { feature, bbox: bbox.slice(), labels: await encodeBox(layer, bbox) };
   if (label !== undefined) body.label = label;
   if (point) body.point = [point[0], point[1]];
   if (channel !== null && channel !== undefined) body.channel = channel;
+  if (level !== null && level !== undefined) body.level = level;
   if (seeds) body.seeds = seeds.map(([y, x]) => [y, x]);
   if (nextId !== undefined) body.next_id = nextId;
   return body;
+}
+
+/**
+ * The channel a server tool looks at when the request names none (the server's rule).
+ *
+ * @param {number} feature 0 whole_cell, 1 nuclear.
+ * @param {number} nChannels Channels of the image.
+ * @returns {number} Nuclear: channel 0 (the nuclear stain); whole-cell: channel 1 (the membrane), or 0 alone.
+ */
+export function defaultToolChannel(feature, nChannels) {
+  return feature === 1 || nChannels === 1 ? 0 : 1;
+}
+
+/**
+ * What a tool ran with, as the messages say it: "Threshold on channel 2 (membrane), level 120".
+ *
+ * @param {string} name Server tool name.
+ * @param {{feature: number, channel?: number, level?: number}} body The request sent.
+ * @param {string[]} channelNames Names of the image's channels.
+ * @returns {string}
+ */
+export function toolContext(name, body, channelNames) {
+  const channel = body.channel ?? defaultToolChannel(body.feature, channelNames.length);
+  const level = name === "threshold" ? `, level ${body.level ?? "automatic"}` : "";
+  return `${TOOL_TITLES[name] || name} on channel ${channel + 1} (${channelNames[channel]})${level}`;
+}
+
+/**
+ * A server's message as a sentence: first letter up, a final stop.
+ *
+ * @param {string} text
+ * @returns {string}
+ */
+export function sentence(text) {
+  const t = String(text || "").trim();
+  const up = t.charAt(0).toUpperCase() + t.slice(1);
+  return !t || /[.!?]$/.test(t) ? up : `${up}.`;
 }
 
 /**
@@ -154,11 +198,16 @@ export async function answerToEntry(layer, feature, answer) {
 /**
  * Run a server tool for an editor: send the box of its shown layer, apply
  * the answer as one undo entry. Editing is locked (`editor.busy`) meanwhile,
- * so the layer cannot change under the request. Errors become a message.
+ * so the layer cannot change under the request. Errors become an error message
+ * that names what the tool ran with ({@link toolContext}); an answer that
+ * changed nothing shows the server's reason, a note on a change (a split cut
+ * halfway) is shown too. The editor emits `tool` `{name, answer}` with the
+ * answer (threshold: the `levels` it used).
  *
  * @param {import("./editor.js").Editor} editor
  * @param {"threshold"|"watershed_split"|"autofit"|"add_cell"} name
- * @param {{bbox: number[], label?: number, seeds?: number[][], nextId?: number, point?: number[]}} request
+ * @param {{bbox: number[], label?: number, seeds?: number[][], nextId?: number, point?: number[],
+ *   channel?: number|null, level?: number|null}} request `channel`: default the grayscale channel shown.
  * @returns {Promise<boolean>} Whether the labels changed.
  */
 export async function runServerTool(editor, name, request) {
@@ -168,13 +217,27 @@ export async function runServerTool(editor, name, request) {
   editor.emit("state", { busy: true });
   const feature = editor.feature;
   const layer = editor.layer;
+  const channel = request.channel ?? editor.display.grayscaleChannel;
+  const names = editor.display.channels.map((c) => c.name);
   try {
-    const body = await toolBody(layer, { ...request, feature, channel: editor.display.grayscaleChannel });
-    const answer = await editor.serverTool(name, body);
+    const body = await toolBody(layer, { ...request, feature, channel });
+    let answer;
+    try {
+      answer = await editor.serverTool(name, body);
+    } catch (err) {
+      throw new Error(`${toolContext(name, body, names)}: ${sentence(err.message || err)}`);
+    }
+    editor.emit("tool", { name, answer });
     const entry = await answerToEntry(layer, feature, answer);
-    if (!entry) { editor.notify("The tool found nothing to change here."); return false; }
+    if (!entry) {
+      const why = answer && answer.note;
+      if (why) editor.notify(`${toolContext(name, body, names)}: ${sentence(why)}`, "error");
+      else editor.notify("The tool found nothing to change here.");
+      return false;
+    }
     applyPatch(layer, entry.bbox, entry.after);
     editor.commit(entry);
+    if (answer.note) editor.notify(sentence(answer.note));
     return true;
   } catch (err) {
     editor.notify(err.message || String(err), "error");

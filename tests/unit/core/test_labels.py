@@ -9,13 +9,16 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
 from backend.core.labels import (
+    MIN_CELL_AREA_PX,
     LabelToolError,
     autofit,
     changed_box,
     image_passes_qc,
     relabel_sequential,
     remove_small_objects_labels,
+    split_cell,
     threshold_box,
+    threshold_levels,
     watershed_split,
 )
 
@@ -161,6 +164,36 @@ def test_split_gives_unseeded_parts_of_the_cell_to_the_nearest_piece():
     assert (out[5:10, 2:8] == 2).all()
     assert (out[5:10, 30:36] == 3).all() and (out[12:15, 33:36] == 3).all()
     assert np.array_equal(out > 0, labels > 0)
+
+
+@pytest.mark.parametrize("kind", ["bright_centre", "uniform", "membrane"])
+@pytest.mark.parametrize("second", [(30, 37), (24, 27), (36, 25)])  # inside the membrane ring too
+def test_two_seeds_in_one_round_cell_cut_it_halfway_instead_of_leaving_a_crumb(kind, second):
+    cell = disk_mask((60, 60), 30, 30, 12)
+    yy, xx = np.mgrid[:60, :60]
+    if kind == "bright_centre":
+        image = (240 * np.exp(-((yy - 30) ** 2 + (xx - 30) ** 2) / 120.0)).astype(np.uint8)
+    elif kind == "uniform":
+        image = np.where(cell, 200, 10).astype(np.uint8)
+    else:
+        image = np.where(cell & ~disk_mask((60, 60), 30, 30, 10), 230, 40).astype(np.uint8)
+    labels = np.where(cell, 4, 0).astype(np.int32)
+    seeds = [(30, 30), second]
+    out, halfway = split_cell(image, labels, 4, seeds, [5])
+    assert halfway
+    gap = np.hypot(yy - second[0], xx - second[1]) - np.hypot(yy - 30, xx - 30)
+    clear = cell & (np.abs(gap) >= 1)                # pixels clearly nearer one seed than the other
+    assert ((out == 4) == (gap > 0))[clear].all(), "each pixel goes to the seed it is nearer to"
+    assert min((out == 4).sum(), (out == 5).sum()) >= MIN_CELL_AREA_PX
+    assert is_connected(out == 4) and is_connected(out == 5)
+    assert np.array_equal(out > 0, cell) and np.array_equal(watershed_split(image, labels, 4, seeds, [5]), out)
+
+
+def test_seeds_in_two_merged_cells_keep_the_watershed_border():
+    left, right, labels = touching_disks()
+    image = np.where(left | right, 200, 10).astype(np.uint8)
+    out, halfway = split_cell(image, labels, 3, [(30, 25), (30, 47)], [12])
+    assert not halfway and iou(out == 12, right) >= 0.95
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -315,6 +348,22 @@ def test_threshold_explicit_levels_apply_hysteresis():
     # equal levels degenerate to a plain threshold (strictly above)
     out = threshold_box(image, np.zeros(image.shape, dtype=np.int32), 2, low=89, high=89)
     assert np.array_equal(out[0] == 2, np.isin(np.arange(10), [7, 8]))
+
+
+def test_threshold_levels_are_otsu_by_default_or_the_given_level_and_threshold_uses_them():
+    image = np.full((20, 20), 30, dtype=np.uint8)
+    image[5:15, 5:15] = 160
+    image[8:12, 8:12] = 220
+    low, high = threshold_levels(image)
+    assert 30 <= high < 160 and low == 30 + 0.5 * (high - 30)
+    low, high = threshold_levels(image, high=180)
+    assert (low, high) == (105.0, 180.0)
+    out = threshold_box(image, np.zeros(image.shape, dtype=np.int32), 1, low=low, high=high)
+    assert np.array_equal(out == 1, image > 105)
+    with pytest.raises(LabelToolError, match="lower the level"):
+        threshold_box(image, np.zeros(image.shape, dtype=np.int32), 1, high=230)
+    with pytest.raises(LabelToolError, match="finite number"):
+        threshold_levels(image, high=float("inf"))
 
 
 @pytest.mark.parametrize("kwargs", [
