@@ -1,7 +1,8 @@
 """A real crowd site for browser tests and the editor benchmark.
 
 * :func:`seed_crowd_task` — a project with one 270×270 synthetic crop whose predicted labels are
-  the ground truth with two touching cells merged (something to split);
+  the ground truth with two touching cells merged (something to split); :func:`seed_crowd_crop`
+  the same with any labels made from the truth;
 * :class:`LiveServer` — the Flask app on a free localhost port (werkzeug, in a thread);
 * :class:`HostPageServer` — a *second* localhost origin serving a host page that embeds the task in
   an iframe and records the completion ``postMessage``, as a crowdsourcing platform would;
@@ -49,7 +50,7 @@ class SeededTask:
     split_seeds: tuple[tuple[int, int], tuple[int, int]]
 
 
-def _interior_pixel(mask: np.ndarray) -> tuple[int, int]:
+def interior_pixel(mask: np.ndarray) -> tuple[int, int]:
     """The pixel of ``mask`` farthest from its border (y, x)."""
     dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
@@ -76,15 +77,34 @@ def merge_touching_pair(whole: np.ndarray, region: tuple[slice, slice]) -> tuple
     if best is None:
         raise RuntimeError("the synthetic crop has no pair of touching cells to merge; change the seed")
     _, a, b = best
-    seeds = (_interior_pixel(whole == a), _interior_pixel(whole == b))
+    seeds = (interior_pixel(whole == a), interior_pixel(whole == b))
     merged = whole.copy()
     merged[whole == b] = a
     return merged, a, seeds
 
 
-def seed_crowd_task(runtime, *, name: str, platform: str = "generic", platform_settings: dict | None = None,
-                    frame_ancestors: list[str] | None = None, seed: int = 7) -> SeededTask:
-    """Create a project with one 270×270 crop open for the crowd (round 0, predicted labels)."""
+@dataclass
+class SeededCrop:
+    """A project with one 270×270 crop open for the crowd: ids, the truth and the labels it starts from.
+
+    ``truth`` and ``predicted`` are (2, 270, 270) int32 stacks (whole-cell, nuclear); ``channels``
+    the (3, 270, 270) uint8 display values the page shows.
+    """
+
+    project_id: int
+    crop_id: int
+    truth: np.ndarray
+    predicted: np.ndarray
+    channels: np.ndarray
+
+
+def seed_crowd_crop(runtime, *, name: str, predict, platform: str = "generic", platform_settings: dict | None = None,
+                    frame_ancestors: list[str] | None = None, seed: int = 7) -> SeededCrop:
+    """Create a project with one 270×270 synthetic crop open for the crowd (round 0).
+
+    ``predict(truth)`` turns the ground-truth (2, 270, 270) stack into the labels the crop starts
+    from (the round's prediction).
+    """
     from backend.core.imaging import channels_to_uint8
     from backend.models import Round
     from backend.services import labels_io
@@ -104,8 +124,7 @@ def seed_crowd_task(runtime, *, name: str, platform: str = "generic", platform_s
         )
         image = import_images(s, store, project, [Upload("tissue.npz", synthetic_npz(CROP, CROP, 3, seed))])[0]
         truth = labels_io.get_labels(store, image.ground_truth_key)
-        whole, merged_id, seeds = merge_touching_pair(truth[0], (slice(150, 260), slice(10, 260)))
-        predicted = np.stack([whole, truth[1]]).astype(np.int32)
+        predicted = np.asarray(predict(truth), dtype=np.int32)
         rnd = Round(project_id=project.id, number=0)
         s.add(rnd)
         s.flush()
@@ -114,7 +133,21 @@ def seed_crowd_task(runtime, *, name: str, platform: str = "generic", platform_s
         assert len(crops) == 1, "a 270×270 image is one crop"
         raw = store.get_array(image.raw_key)
         channels = channels_to_uint8(raw, np.asarray(image.display_range, dtype=np.float64))
-        return SeededTask(project.id, crops[0].id, predicted, channels, merged_id, seeds)
+        return SeededCrop(project.id, crops[0].id, truth, predicted, channels)
+
+
+def seed_crowd_task(runtime, *, name: str, platform: str = "generic", platform_settings: dict | None = None,
+                    frame_ancestors: list[str] | None = None, seed: int = 7) -> SeededTask:
+    """Create a project with one 270×270 crop open for the crowd (round 0, predicted labels)."""
+    merged: dict = {}
+
+    def merge_two(truth: np.ndarray) -> np.ndarray:
+        whole, merged["id"], merged["seeds"] = merge_touching_pair(truth[0], (slice(150, 260), slice(10, 260)))
+        return np.stack([whole, truth[1]])
+
+    crop = seed_crowd_crop(runtime, name=name, predict=merge_two, platform=platform,
+                           platform_settings=platform_settings, frame_ancestors=frame_ancestors, seed=seed)
+    return SeededTask(crop.project_id, crop.crop_id, crop.predicted, crop.channels, merged["id"], merged["seeds"])
 
 
 class LiveServer:
