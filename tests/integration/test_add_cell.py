@@ -151,17 +151,22 @@ def test_a_baseline_round_derives_the_maps_from_the_crop(client, crowd_task):
     assert iou(applied(predicted, 1, r.json) == next_id, truth[1] == cell) >= 0.7
 
 
-def test_the_review_editor_adds_a_cell_on_the_stitched_image(reviewer_client, runtime):
-    _, _, image_id, round_id, truth, predicted, missed = seed_round(runtime, with_maps=True)
+def in_review(runtime, image_id: int, round_id: int, labels: np.ndarray) -> int:
+    """A stitch of the image waiting for review whose labels are ``labels``; returns its id."""
     with runtime.db.session() as s:
         stitch_key, conflicts_key = labels_io.stitch_keys(image_id, 0)
-        labels_io.put_labels(runtime.store, stitch_key, predicted)
+        labels_io.put_labels(runtime.store, stitch_key, labels)
         runtime.store.put_arrays(conflicts_key, conflicts=np.zeros((2, SIZE, SIZE), dtype=bool))
         stitch = Stitch(image_id=image_id, round_id=round_id, key=stitch_key, conflicts_key=conflicts_key,
-                        status="in_review", n_cells=int(predicted[0].max()))
+                        status="in_review", n_cells=int(labels[0].max()))
         s.add(stitch)
         s.flush()
-        stitch_id = stitch.id
+        return stitch.id
+
+
+def test_the_review_editor_adds_a_cell_on_the_stitched_image(reviewer_client, runtime):
+    _, _, image_id, round_id, truth, predicted, missed = seed_round(runtime, with_maps=True)
+    stitch_id = in_review(runtime, image_id, round_id, predicted)
     url = f"/api/review/stitches/{stitch_id}/tools/add_cell"
     cell = missed[0][0]
     y, x = interior(truth[0] == cell)

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from backend.models import Stitch
-from backend.services import labels_io
-from tests.integration.test_add_cell import SIZE, applied, interior, seed_round
+from tests.integration.test_add_cell import SIZE, applied, in_review, interior, seed_round
 from tests.integration.test_crowd_api import auth, lease
 
 
@@ -107,15 +105,7 @@ def test_a_split_with_both_seeds_in_one_cell_leaves_no_crumb_and_says_when_it_cu
 
 def test_the_review_editor_sends_the_level_too(reviewer_client, runtime):
     _, _, image_id, round_id, truth, predicted, missed = seed_round(runtime, with_maps=False)
-    with runtime.db.session() as s:
-        stitch_key, conflicts_key = labels_io.stitch_keys(image_id, 0)
-        labels_io.put_labels(runtime.store, stitch_key, predicted)
-        runtime.store.put_arrays(conflicts_key, conflicts=np.zeros((2, SIZE, SIZE), dtype=bool))
-        stitch = Stitch(image_id=image_id, round_id=round_id, key=stitch_key, conflicts_key=conflicts_key,
-                        status="in_review", n_cells=int(predicted[0].max()))
-        s.add(stitch)
-        s.flush()
-        stitch_id = stitch.id
+    stitch_id = in_review(runtime, image_id, round_id, predicted)
     cell = missed[1][0]
     body = box_body(predicted, 1, box_around(truth[1] == cell, 3), label=int(predicted.max()) + 1)
     r = reviewer_client.post(f"/api/review/stitches/{stitch_id}/tools/threshold", json={**body, "level": 255})
