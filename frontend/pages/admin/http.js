@@ -14,6 +14,26 @@ export async function getJSON(url) {
   return body;
 }
 
+/**
+ * Call `onData` with the JSON of `url` every `periodMs` while the tab is visible, one request at a
+ * time; `onError` gets the Error of a failed one. Returns the interval id.
+ */
+export function pollJSON(url, periodMs, onData, onError) {
+  let busy = false;
+  const tick = async () => {
+    if (busy || document.hidden) return;
+    busy = true;
+    try {
+      onData(await getJSON(url));
+    } catch (error) {
+      onError(error);
+    } finally {
+      busy = false;
+    }
+  };
+  return setInterval(tick, periodMs);
+}
+
 /** The message of an error reply: the JSON "error" field, else the status line. */
 export function errorMessage(status, text) {
   try {

@@ -1,25 +1,13 @@
 // Live job progress on the rounds page: polls the project's jobs every 2 s and redraws the
 // summary and the active/recent tables. Without JavaScript the page shows the state at load.
-import { el, getJSON } from './http.js';
+import { el, pollJSON } from './http.js';
 
 const root = document.querySelector('[data-role="jobs"]');
 const PERIOD_MS = 2000;
 const TARGETS = ['image_id', 'crop_id', 'round_id', 'dataset_id', 'model_version_id'];
 
 if (root && root.dataset.jobsUrl) {
-  let busy = false;
-  const tick = async () => {
-    if (busy || document.hidden) return;
-    busy = true;
-    try {
-      render(await getJSON(root.dataset.jobsUrl));
-    } catch (error) {
-      note(`Could not refresh: ${error.message}`);
-    } finally {
-      busy = false;
-    }
-  };
-  setInterval(tick, PERIOD_MS);
+  pollJSON(root.dataset.jobsUrl, PERIOD_MS, render, (error) => note(`Could not refresh: ${error.message}`));
 }
 
 function bar(value, status) {
