@@ -241,12 +241,12 @@ class ReviewPage:
 
 
 def painted_row(labels: np.ndarray, y: int, x0: int, x1: int, radius: float, value: int) -> np.ndarray:
-    """A brush stroke along row ``y`` from ``x0`` to ``x1``: pixels whose centre lies within
-    ``radius`` of the stroke take ``value``."""
+    """A brush stroke (safe mode, the default) along row ``y`` from ``x0`` to ``x1``: background
+    pixels whose centre lies within ``radius`` of the stroke take ``value``."""
     out = labels.copy()
     yy, xx = np.mgrid[:out.shape[0], :out.shape[1]]
     dx = np.clip(xx, x0, x1) - xx
-    out[dx ** 2 + (yy - y) ** 2 <= radius ** 2 + 1e-9] = value
+    out[(dx ** 2 + (yy - y) ** 2 <= radius ** 2 + 1e-9) & (out == 0)] = value
     return out
 
 
@@ -263,7 +263,7 @@ def quiet_row(labels: np.ndarray, rows: range, x0: int, x1: int) -> int:
     for y in rows:
         if not labels[0, y - 5:y + 6, x0 - 5:x1 + 6].any():
             return y
-    return rows.start  # crowded: paint over whatever is there
+    return rows.start  # crowded: the safe brush paints the background there
 
 
 # --- tests -----------------------------------------------------------------------------------------
