@@ -42,7 +42,8 @@ test("safe mode: the brush paints background only, the eraser one cell; overwrit
     { radius: 0, feature: 0, erase: true, onlyLabel: 4 });
   assert.deepEqual(strokeOptions({ erase: true, overwrite: true, radius: 0, feature: 0, target: 4 }),
     { radius: 0, feature: 0, erase: true, onlyLabel: null });
-  assert.throws(() => strokeOptions({ erase: true, overwrite: false, radius: 0, feature: 0, target: null }), RangeError);
+  assert.throws(() => strokeOptions({ erase: true, overwrite: false, radius: 0, feature: 0, target: null }),
+    RangeError);
 });
 
 test("a safe eraser erases the selected cell, else the cell the stroke starts on", () => {
