@@ -26,7 +26,8 @@ to the crowd (default: half of a round's image crops), the most uncertain first;
 truth) and ``uncertainty_vs_corrections`` (Spearman correlation of a crop's expected fixes with the
 cells honest annotators changed in it); the last JSON line holds them all, and, when ``all`` and
 another policy ran, whether that policy reached ``all``'s last-round F1 within 0.01 on at most
-half its crowd crops with approved labels at least 0.97 × as good.
+half its crowd crops with approved labels at least 0.97 × as good. With ``--out DIR`` it also
+writes ``DIR/cost_curve.svg``: model F1 against crowd crops spent so far, one line per policy.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -71,6 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
         return run_one(args, policies[0])
     results = {name: run_one(args, name, quiet_json=True) for name in policies}
     figures = {"policies": results, **compare_policies(results)}
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "cost_curve.svg").write_text(cost_curve_svg(results))
     print(json.dumps(figures))
     return figures
 
@@ -92,6 +98,22 @@ def policy_of(args, name: str) -> dict:
     if name == "confident-skip":
         return {"policy": name, "skip_below": DEFAULT_SKIP_BELOW if args.skip_below is None else args.skip_below}
     return {"policy": name}
+
+
+def cost_curve_svg(results: dict) -> str:
+    """Model F1 against crowd crops spent so far, one line per policy: the predictor of round 0 at 0
+    crops, each later round's predictor at what the rounds before it spent, the last training at the
+    total."""
+    from backend.services.line_chart import Series, line_chart_svg
+
+    series = []
+    for name, r in results.items():
+        spent = np.concatenate([[0], np.cumsum(r["crowd_crops_by_round"])])
+        f1s = [*r["f1_by_round"], r["f1_after_last_training"]]
+        series.append(Series(name, [(float(x), f1) for x, f1 in zip(spent, f1s)]))
+    return line_chart_svg(series, title="Cost curve: model F1 against crowd crops spent",
+                          x_label="crowd crops so far", y_label="F1 (held-out, whole-cell)",
+                          chart_id="sim-cost-curve", y_range=(0.0, 1.0))
 
 
 def compare_policies(results: dict) -> dict:
