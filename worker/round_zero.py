@@ -56,7 +56,8 @@ def labelled_images(session: Session, store: BlobStore, project: Project) -> tup
 
 def score(predictor: Predictor, samples: list, features: list[str]) -> dict:
     """Pooled whole-cell and nuclear F1 and panoptic quality of a predictor on (raw, truth, mpp)
-    samples; ``headline`` (what decides) is the mean panoptic quality over the project's features."""
+    samples; ``headline`` (what decides) is the mean F1 over the project's features, the figure model
+    versions are compared by (:func:`worker.training.headline`)."""
     per = {0: [], 1: []}
     for raw, truth, mpp in samples:
         labels = predict_image(predictor, raw, mpp=mpp)
@@ -66,7 +67,7 @@ def score(predictor: Predictor, samples: list, features: list[str]) -> dict:
     pooled = {name: aggregate(per[f]) if per[f] else None for f, name in enumerate(("whole_cell", "nuclear"))}
     out = {name: (round(float(m.f1), 4) if m else None) for name, m in pooled.items()}
     out["pq"] = {name: (round(m.pq, 4) if m else None) for name, m in pooled.items()}
-    headline = [out["pq"][name] for name in features if out["pq"].get(name) is not None]
+    headline = [out[name] for name in features if out.get(name) is not None]
     out["headline"] = round(float(np.mean(headline)), 4) if headline else None
     return out
 

@@ -101,7 +101,7 @@ def roll_back(session: Session, project_id: int) -> ModelVersion | None:
 
 
 def headline_score(metrics: dict) -> float | None:
-    """The figure versions are compared by: the mean panoptic quality over the project's features
+    """The figure versions are compared by: the mean object F1 over the project's features
     (:func:`worker.training.headline`); whole-cell F1 for versions measured before it existed."""
     metrics = metrics or {}
     value = metrics.get("headline", metrics.get("f1"))

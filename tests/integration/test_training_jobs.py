@@ -10,6 +10,7 @@ from backend.services.demo import synthetic_npz
 from backend.services.images import Upload, import_images
 from backend.services.projects import create_project
 from backend.services.rounds import start_round
+from worker import training
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -62,10 +63,18 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         candidates = v1.metrics["reference"]["candidates"]
         assert set(candidates) == {"generalist", "baseline"}
         assert v1.metrics["reference"]["source"] == max(candidates, key=lambda n: candidates[n]["headline"])
-        # fine-tuned from the shipped generalist, with calibrated post-processing and its scale
+        # fine-tuned from the shipped generalist; three small images hold too few validation
+        # cells to search post-processing on, so the generalist's settings and zoom carry over
+        from worker.model import generalist
+
+        card = generalist.load_card()
         assert v1.config["fine_tuned_from"] == "generalist"
-        assert set(v1.postprocess["feature_kwargs"]) == {"whole_cell", "nuclear"}
-        assert v1.scale["nucleus_diameter"] > 0
+        calibration = v1.metrics["calibration"]
+        assert calibration["inherited_from"] == "generalist"
+        assert 0 < calibration["validation_cells"] < training.CALIBRATION_MIN_CELLS
+        assert v1.postprocess == card["postprocess"]
+        assert v1.scale["zoom"] == card["scale"]["zoom"] and v1.scale["nucleus_diameter"] > 0
+        assert v1.metrics["history"]["batch_norm"] == "frozen"
         registry.promote(s, v1.id)
         rt.queue.enqueue(s, "worker.jobs.evaluate_model", project_id=project_id, model_version_id=v1.id)
     rt.queue.join()
@@ -136,3 +145,22 @@ def test_a_worse_candidate_is_never_promoted(rt, monkeypatch):
                                     (mv.metrics["headline"] - 0.01, True)):
             mv.metrics = {**mv.metrics, "reference": {**mv.metrics["reference"], "headline": reference}}
             assert registry.apply_promotion_rule(s, mv) is promoted
+
+
+def test_a_fine_tune_searches_post_processing_when_validation_holds_enough_cells(rt, monkeypatch):
+    monkeypatch.setattr(training, "CALIBRATION_MIN_CELLS", 1)
+    project_id = _approved_project(rt)
+    with rt.db.session() as s:
+        from backend.models import Project
+
+        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=2, backbone="small")
+    rt.queue.join()
+    train = _jobs(rt, "train_model")[-1]
+    assert train.status == "finished", train.error
+    with rt.db.session() as s:
+        v1 = s.scalar(select(ModelVersion))
+        calibration = v1.metrics["calibration"]
+        assert calibration["inherited_from"] is None and calibration["objective"] == "pq"
+        assert set(calibration["by_zoom"]) and calibration["validation_cells"] >= 1
+        assert v1.scale["zoom"] == calibration["zoom"]
+        assert set(v1.postprocess["feature_kwargs"]) == {"whole_cell", "nuclear"}

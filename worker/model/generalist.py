@@ -156,7 +156,7 @@ def train(args) -> None:
         model, X, y, X_val, y_val, n_channels=len(INPUT_CHANNELS), backbone="small",
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, on_epoch=report, seed=args.seed,
         steps_per_epoch=args.steps_per_epoch, crop_size=args.crop, scale_range=(0.7, 1.45),
-        intensity_jitter=True,
+        intensity_jitter=True, freeze_batch_norm=False,  # a further phase trains on the full data
     )
     GENERALIST_DIR.mkdir(parents=True, exist_ok=True)
     out = Path(args.out or WEIGHTS_PATH)

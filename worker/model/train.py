@@ -162,6 +162,16 @@ def _augmented_batches(X, y, batch_size, steps_per_epoch, crop_size, seed, featu
     return AugmentedBatches()
 
 
+def _all_layers(model) -> list:
+    """Every layer of a model, those of nested models (the backbone) included."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out
+
+
 def _check_data(X, y, n_channels, name):
     X = np.asarray(X)
     y = np.asarray(y)
@@ -200,6 +210,7 @@ def train_model(
     scale_range: tuple[float, float] = (0.8, 1.25),
     intensity_jitter: bool = False,
     channel_dropout: float = 0.0,
+    freeze_batch_norm: bool | None = None,
 ):
     """Train (or fine-tune) a PanopticNet and keep the weights of the best validation loss.
 
@@ -239,6 +250,9 @@ def train_model(
         Gamma and contrast jitter per channel (:func:`jitter_intensity`).
     channel_dropout : float
         Probability of zeroing the non-nuclear channels of a training crop.
+    freeze_batch_norm : bool or None
+        Keep batch normalisation in inference mode (its statistics unchanged); None: when a
+        model is given (fine-tuning on a project's few images), not when one is built.
 
     Returns
     -------
@@ -246,8 +260,8 @@ def train_model(
         The model with the best validation weights restored.
     history : dict
         Per-epoch lists (``loss``, ``val_loss``, per-head losses) and ``best_epoch``,
-        ``best_val_loss``, ``epochs``, ``steps_per_epoch``, ``steps``, ``seconds``,
-        ``backend``, ``devices``, ``gpu``.
+        ``best_val_loss``, ``batch_norm`` (``"frozen"`` or ``"trained"``),
+        ``epochs``, ``steps_per_epoch``, ``steps``, ``seconds``, ``backend``, ``devices``, ``gpu``.
     """
     import keras
 
@@ -269,12 +283,21 @@ def train_model(
              devices["backend"], devices["devices"], devices["gpu"])
 
     keras.utils.set_random_seed(seed)
+    if freeze_batch_norm is None:
+        freeze_batch_norm = model is not None
     if model is None:
         model = build_panoptic(n_channels, backbone, features=features)
     elif model.input_shape[-1] != n_channels:
         raise ValueError(
             f"the model takes {model.input_shape[-1]} channels but n_channels={n_channels}"
         )
+    # Fine-tuning keeps batch normalisation in inference mode (the Keras transfer-learning
+    # recipe): a few images in small batches would otherwise overwrite the statistics the
+    # starting model learned on far more data.
+    frozen = [layer for layer in _all_layers(model)
+              if freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    for layer in frozen:
+        layer.trainable = False
     compile_panoptic(model, lr=lr, jit_compile="auto" if devices["gpu"] else False)
 
     if normalize:
@@ -316,10 +339,13 @@ def train_model(
     )
     if best["weights"] is not None:
         model.set_weights(best["weights"])
+    for layer in frozen:  # saved as trainable: the next fine-tune decides again
+        layer.trainable = True
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
     history.update(
         best_epoch=best["epoch"],
         best_val_loss=best["val_loss"],
+        batch_norm="frozen" if frozen else "trained",
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         steps=epochs * steps_per_epoch,
