@@ -99,10 +99,11 @@ def test_two_simulated_rounds_leave_every_stage_behind(rq_runtime, tmp_path):
     assert jobs and all(j.status == "finished" for j in jobs)
     assert rt.queue.depth("default") == 0 and rt.queue.depth("gpu") == 0
 
-    # the spammer is the worst annotator by the platform's own gold figures, and is caught
+    # the spammer is the worst annotator by the platform's gold gain, and is caught (plain gold
+    # accuracy credits a spammer who submits a good model's prediction unchanged: it can pass hasty)
     gold_accuracy, gain = report["gold_accuracy_by_profile"], report["gold_gain_by_profile"]
     assert set(gold_accuracy) == {"careful", "hasty", "spammer"}
-    assert gold_accuracy["spammer"] == min(gold_accuracy.values()) < gold_accuracy["careful"]
+    assert gold_accuracy["spammer"] < gold_accuracy["careful"]
     assert gain["spammer"] == min(gain.values()) and gain["spammer"] <= 0 < gain["hasty"] < gain["careful"]
     assert report["spammer_caught"] and not report["rounds"][0]["annotator_check"]["false_alarms"]
     assert "spammer" not in report["rounds"][1]["median_seconds_by_profile"]  # blocked: no more tasks
