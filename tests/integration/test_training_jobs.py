@@ -35,6 +35,19 @@ def _jobs(rt, kind):
         return s.scalars(select(Job).where(Job.kind == kind).order_by(Job.id)).all()
 
 
+def _retrain(rt, project_id, steps=4, auto_promote=None):
+    """Start a retraining of the project, wait for its jobs, and return the training job."""
+    from backend.models import Project
+
+    with rt.db.session() as s:
+        project = s.get(Project, project_id)
+        if auto_promote is not None:
+            project.auto_promote = auto_promote
+        registry.start_retraining(s, rt.queue, project, steps=steps, backbone="small")
+    rt.queue.join()
+    return _jobs(rt, "train_model")[-1]
+
+
 def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(rt, monkeypatch):
     from backend.queue import JobContext
 
@@ -43,14 +56,10 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
     monkeypatch.setattr(JobContext, "progress",
                         lambda self, fraction, message="": (messages.append(message), original(self, fraction, message)))
     project_id = _approved_project(rt)
-    with rt.db.session() as s:
-        from backend.models import Project
-
-        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
-    rt.queue.join()
+    train = _retrain(rt, project_id)
     epochs = [m.split(":")[0] for m in messages if m.startswith("epoch ")]
     assert epochs and epochs[0] == f"epoch 1/{len(epochs)}" and epochs[-1] == f"epoch {len(epochs)}/{len(epochs)}"
-    build, train = _jobs(rt, "build_dataset")[-1], _jobs(rt, "train_model")[-1]
+    build = _jobs(rt, "build_dataset")[-1]
     assert (build.status, build.progress) == ("finished", 1.0), build.error
     assert (train.status, train.progress) == ("finished", 1.0), train.error
     assert "F1" in train.message
@@ -101,11 +110,7 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
     with rt.db.session() as s:
         for image in s.scalars(select(Image)):
             image.status = "approved"
-        from backend.models import Project
-
-        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
-    rt.queue.join()
-    failed = _jobs(rt, "train_model")[-1]
+    failed = _retrain(rt, project_id)
     assert failed.status == "failed" and "out of GPU memory" in failed.error
     with rt.db.session() as s:
         versions = {mv.version: mv for mv in s.scalars(select(ModelVersion))}
@@ -129,11 +134,7 @@ def test_a_worse_candidate_is_never_promoted(rt, monkeypatch):
 
     monkeypatch.setattr(train_module, "train_model", random_weights)
     project_id = _approved_project(rt)
-    with rt.db.session() as s:
-        s.get(Project, project_id).auto_promote = True
-        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=4, backbone="small")
-    rt.queue.join()
-    train = _jobs(rt, "train_model")[-1]
+    train = _retrain(rt, project_id, auto_promote=True)
     assert train.status == "finished", train.error
     with rt.db.session() as s:
         mv = s.scalar(select(ModelVersion))
@@ -150,12 +151,7 @@ def test_a_worse_candidate_is_never_promoted(rt, monkeypatch):
 def test_a_fine_tune_searches_post_processing_when_validation_holds_enough_cells(rt, monkeypatch):
     monkeypatch.setattr(training, "CALIBRATION_MIN_CELLS", 1)
     project_id = _approved_project(rt)
-    with rt.db.session() as s:
-        from backend.models import Project
-
-        registry.start_retraining(s, rt.queue, s.get(Project, project_id), steps=2, backbone="small")
-    rt.queue.join()
-    train = _jobs(rt, "train_model")[-1]
+    train = _retrain(rt, project_id, steps=2)
     assert train.status == "finished", train.error
     with rt.db.session() as s:
         v1 = s.scalar(select(ModelVersion))
