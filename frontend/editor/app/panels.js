@@ -73,11 +73,25 @@ export function releaseFocusAfterPointer(root) {
     const control = hit && hit.tagName === "LABEL" ? hit.control : hit; // a click on a label focuses its control
     pressed = control && control.matches(POINTER_RELEASED) ? control : null;
   }, true);
+  let releasing = null; // released by the pointer, its blur not yet run
   window.addEventListener("pointerup", () => {
     const control = pressed;
     pressed = null;
+    releasing = control;
     // after the click / change handlers of this press have run
-    if (control) setTimeout(() => { if (document.activeElement === control) control.blur(); }, 0);
+    if (control) {
+      setTimeout(() => {
+        if (releasing === control) releasing = null;
+        if (document.activeElement === control) control.blur();
+      }, 0);
+    }
+  }, true);
+  // a key pressed before that blur ran is the editor's too, not the control's
+  window.addEventListener("keydown", (e) => {
+    if (!releasing || e.target !== releasing) return;
+    releasing.blur();
+    releasing = null;
+    e.preventDefault();
   }, true);
 }
 
