@@ -221,7 +221,6 @@ def predict_image_result(
         return Prediction(labels, None, u)
 
     from worker.model.infer import feature_names, predict_outputs
-    from worker.model.postprocess import postprocess_outputs
 
     n_inputs = int(predictor.model.input_shape[-1])
     x = model_input(raw, n_inputs, nuclear_channel, membrane_channel)
@@ -232,10 +231,7 @@ def predict_image_result(
     features = feature_names(outputs)
 
     def labels_of(out):
-        labels = postprocess_outputs(out, features=features, **predictor.postprocess)
-        if labels.shape[0] == 1:  # a one-feature model: nuclear only
-            labels = np.concatenate([np.zeros_like(labels), labels])
-        return labels[:2]
+        return labels_from_outputs(predictor, out, features)
 
     labels = labels_of(outputs)
     u = None
@@ -254,17 +250,34 @@ def predict_image_result(
                 foreground = 1.0 - outputs[f"{feature}_pixelwise"][..., 0]
                 model_maps[feature] = {"distance": distance, "foreground": foreground}
     if factor != 1.0:
-        from worker.model.postprocess import remove_small_and_relabel
-
         shape = raw.shape[1:]
-        labels = resample_labels(labels, shape)
-        labels = np.stack([remove_small_and_relabel(f, 1) for f in labels])
+        labels = labels_to_image(labels, shape)
         if u is not None:
             u = np.stack([_resample_map(m, shape) for m in u])
         if model_maps:
             model_maps = {f: {k: _resample_map(v, shape) for k, v in m.items()} for f, m in model_maps.items()}
     return Prediction(labels.astype(np.int32, copy=False), model_maps,
                       None if u is None else u.astype(np.float32, copy=False))
+
+
+def labels_from_outputs(predictor: Predictor, outputs: dict, features: tuple[str, ...]) -> np.ndarray:
+    """(whole_cell, nuclear) labels, at the model's scale, of a model's outputs, post-processed
+    with the predictor's parameters (a nuclear-only model's whole-cell labels are blank)."""
+    from worker.model.postprocess import postprocess_outputs
+
+    labels = postprocess_outputs(outputs, features=features, **predictor.postprocess)
+    if labels.shape[0] == 1:  # a one-feature model: nuclear only
+        labels = np.concatenate([np.zeros_like(labels), labels])
+    return labels[:2]
+
+
+def labels_to_image(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(F, h, w) labels at the model's scale brought back to the image's (H, W) (nearest) and
+    numbered 1..n again (an object too small to survive the resampling leaves no gap)."""
+    from worker.model.postprocess import remove_small_and_relabel
+
+    labels = resample_labels(labels, shape)
+    return np.stack([remove_small_and_relabel(f, 1) for f in labels])
 
 
 def _resample_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
