@@ -6,8 +6,10 @@ Runs ``worker.simulate.run_simulation`` on a fresh instance (a temporary folder;
 last line, one JSON object with ``f1_by_round`` (held-out whole-cell F1, through the product's
 predict path, of what predicted each round: round 0 is the shipped generalist or the classical
 baseline, whichever scored better on the project's labelled images) and
-``corrections_per_crop_by_round`` (changed cells per crop by honest annotators), plus the run's
-size and minutes. ``--data FILE.npz`` runs the loop on a lab's labelled images instead.
+``corrections_per_crop_by_round`` (changed cells per crop by honest annotators), and
+``corrections_per_100_cells_by_round`` (the same changed cells per 100 cells of those crops'
+truth: a round of denser images needs more fixes at the same error rate), plus the run's size and
+minutes. ``--data FILE.npz`` runs the loop on a lab's labelled images instead.
 
 Default size (about 20 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;
 4 crops of 270 px each), 4 annotators (careful x2, hasty, spammer), 2 per crop, small backbone,
@@ -174,12 +176,12 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
 
     print()
     print(f"policy: {report['policy']}")
-    print(f"{'round':>5} {'predictor':>12} {'held-out F1':>11} {'cells/crop':>10} {'px/crop':>9} "
+    print(f"{'round':>5} {'predictor':>12} {'held-out F1':>11} {'cells/crop':>10} {'per 100':>7} {'px/crop':>9} "
           f"{'median s/crop':>13} {'sent back':>9} {'reviewer fixes':>14} {'new model':>9} {'promoted':>8}")
     for r in report["rounds"]:
         c, t = r["corrections_per_crop"], r["training"]
         print(f"{r['round']:>5} {r['predictor'].replace('model id ', 'model '):>12} {_f(r['f1_heldout']):>11} "
-              f"{_f(c['changed_cells'], 1):>10} {_f(c['changed_pixels'], 0):>9} "
+              f"{_f(c['changed_cells'], 1):>10} {_f(c.get('per_100_cells'), 2):>7} {_f(c['changed_pixels'], 0):>9} "
               f"{_f(r['median_seconds_per_crop'], 0):>13} "
               f"{r['review']['rejected_crops']:>9} {r['review']['cells_fixed']:>14} {'v' + str(t['version']):>9} "
               f"{t['promoted_by'] or 'no':>8}")
@@ -193,6 +195,7 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
         "f1_by_round": f1s,
         "corrections_per_crop_by_round": corrections,
         "changed_pixels_per_crop_by_round": report["changed_pixels_per_crop_by_round"],
+        "corrections_per_100_cells_by_round": report["corrections_per_100_cells_by_round"],
         "median_seconds_per_crop_by_round": report["median_seconds_per_crop_by_round"],
         "f1_after_last_training": report["f1_after_last_training"],
         "nuclear_f1_by_round": report["nuclear_f1_by_round"],

@@ -262,6 +262,7 @@ class TaskRecord:
     gold_gain: float | None = None   # gold crops: score(submitted) - score(start) against the gold labels
     gold_score: float | None = None  # the platform's, from the Assignment row after the round
     agreement: float | None = None   # with the consensus, from the Assignment row after the round
+    true_cells: int | None = None    # cells of the crop's truth, summed over features (as changed_cells is)
 
 
 @dataclass
@@ -506,7 +507,8 @@ class Simulation:
         pixels, cells = correction_counts(start, final)
         return TaskRecord(r, task["crop_id"], int(task["assignment_id"]), who.worker, who.profile.name, gold,
                           not task.get("reopen_reason"), pixels, cells, float(seconds), tool_calls,
-                          gold_gain=crowd.gold_gain(start, final, truth) if gold else None)
+                          gold_gain=crowd.gold_gain(start, final, truth) if gold else None,
+                          true_cells=sum(int(np.count_nonzero(np.unique(t))) for t in truth))
 
     def split_merged_cells(self, who: SimAnnotator, base: str, token: str, labels: np.ndarray,
                            truth: np.ndarray) -> tuple[np.ndarray, int]:
@@ -703,6 +705,14 @@ def _mean(values) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
+def _per_100(changed: list[int], cells: list[int | None]) -> float | None:
+    """Changed cells per 100 cells of the truth over the same crops: the share of a crop's cells an
+    annotator had to fix, which does not grow with how many cells the round's images hold."""
+    pairs = [(c, n) for c, n in zip(changed, cells) if n is not None]
+    total = sum(n for _, n in pairs)
+    return round(100.0 * sum(c for c, _ in pairs) / total, 3) if total else None
+
+
 def _spearman(pairs: list[tuple[float, float]]) -> float | None:
     """Spearman rank correlation of (score, corrections) pairs (None under 3 pairs or no spread)."""
     if len(pairs) < 3:
@@ -758,7 +768,9 @@ def round_summary(r: int, rnd: dict, f1: dict, records: list[TaskRecord], review
         "submissions": len(records), "gold_submissions": sum(x.gold for x in records),
         "corrections_per_crop": {"changed_cells": _mean([x.changed_cells for x in honest]),
                                  "changed_pixels": _mean([x.changed_pixels for x in honest]),
-                                 "submissions": len(honest)},
+                                 "submissions": len(honest),
+                                 "per_100_cells": _per_100([x.changed_cells for x in honest],
+                                                           [x.true_cells for x in honest])},
         "corrections_all_submissions": {"changed_cells": _mean([x.changed_cells for x in records]),
                                         "changed_pixels": _mean([x.changed_pixels for x in records])},
         "median_seconds_per_crop": _median([x.seconds for x in records]),
@@ -795,6 +807,7 @@ def build_report(config: SimulationConfig, project: dict, rounds: list[dict], re
         "nuclear_f1_by_round": [r["nuclear_f1_heldout"] for r in rounds],
         "heldout_cells_to_fix_by_round": [r["cells_to_fix_heldout"] for r in rounds],
         "changed_pixels_per_crop_by_round": [r["corrections_per_crop"]["changed_pixels"] for r in rounds],
+        "corrections_per_100_cells_by_round": [r["corrections_per_crop"]["per_100_cells"] for r in rounds],
         "median_seconds_per_crop_by_round": [r["median_seconds_per_crop"] for r in rounds],
         "gold_accuracy_by_profile": _by_profile(records, "gold_score"),
         "gold_gain_by_profile": _by_profile(records, "gold_gain"),

@@ -113,6 +113,8 @@ def test_two_simulated_rounds_leave_every_stage_behind(rq_runtime, tmp_path):
     # round 0 was predicted by the round-0 choice, measured through the predict path
     assert rounds[0].predictor == report["round_zero_predictor"] in ("generalist", "baseline")
     assert all(c is not None and c > 0 for c in report["corrections_per_crop_by_round"])
+    # per 100 cells of the crops' truth: a share of the cells, not a count that grows with density
+    assert all(c is not None and 0 < c < 100 for c in report["corrections_per_100_cells_by_round"])
     assert all(t is not None and t > 0 for t in report["median_seconds_per_crop_by_round"])
     assert [d["number"] for d in report["dashboard"]] == [0, 1]
     assert all(d["n_submissions"] > 0 and d["n_approved"] == 2 for d in report["dashboard"])

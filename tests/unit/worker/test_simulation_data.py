@@ -49,3 +49,12 @@ def test_nuclear_only_truth_is_refused_with_the_reason(tmp_path):
     path, _, _ = _npz(tmp_path, 5, nuclear_only=True)
     with pytest.raises(SimulationError, match="whole-cell and nuclear"):
         SimulationConfig(data=path, images=1, rounds=2, test_images=1)
+
+
+def test_corrections_per_100_cells_weigh_crops_by_their_cells():
+    from worker.simulate import _per_100
+
+    # 3 of 10 cells and 1 of 30: 4 of 40 cells, not the mean of 30 % and 3.3 %
+    assert _per_100([3, 1], [10, 30]) == 10.0
+    assert _per_100([3, 5], [10, None]) == 30.0  # a crop without a truth count is left out
+    assert _per_100([], []) is None and _per_100([2], [0]) is None
