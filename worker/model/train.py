@@ -211,6 +211,7 @@ def train_model(
     intensity_jitter: bool = False,
     channel_dropout: float = 0.0,
     freeze_batch_norm: bool | None = None,
+    keep: str = "best",
 ):
     """Train (or fine-tune) a PanopticNet and keep the weights of the best validation loss.
 
@@ -253,14 +254,17 @@ def train_model(
     freeze_batch_norm : bool or None
         Keep batch normalisation in inference mode (its statistics unchanged); None: when a
         model is given (fine-tuning on a project's few images), not when one is built.
+    keep : {"best", "last"}
+        Which weights to return: those of the epoch with the lowest validation loss, or the
+        last epoch's.
 
     Returns
     -------
     model : keras.Model
-        The model with the best validation weights restored.
+        The model with the weights ``keep`` chose.
     history : dict
         Per-epoch lists (``loss``, ``val_loss``, per-head losses) and ``best_epoch``,
-        ``best_val_loss``, ``batch_norm`` (``"frozen"`` or ``"trained"``),
+        ``best_val_loss``, ``kept`` (``"best"`` or ``"last"``), ``batch_norm`` (``"frozen"`` or ``"trained"``),
         ``epochs``, ``steps_per_epoch``, ``steps``, ``seconds``, ``backend``, ``devices``, ``gpu``.
     """
     import keras
@@ -269,6 +273,8 @@ def train_model(
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     X_train, y_train = _check_data(X_train, y_train, n_channels, "train")
@@ -337,7 +343,7 @@ def train_model(
         callbacks=[KeepBestAndReport()],
         verbose=0,
     )
-    if best["weights"] is not None:
+    if keep == "best" and best["weights"] is not None:
         model.set_weights(best["weights"])
     for layer in frozen:  # saved as trainable: the next fine-tune decides again
         layer.trainable = True
@@ -345,6 +351,7 @@ def train_model(
     history.update(
         best_epoch=best["epoch"],
         best_val_loss=best["val_loss"],
+        kept=keep,
         batch_norm="frozen" if frozen else "trained",
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,

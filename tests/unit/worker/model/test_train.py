@@ -94,6 +94,33 @@ def test_best_validation_weights_are_kept(trained):
     result = model.evaluate(preprocess(X_val), targets_for(y_val), batch_size=4,
                             verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(history["best_val_loss"], rel=1e-3)
+    assert history["kept"] == "best"
+
+
+def test_keep_last_returns_the_last_epochs_weights_even_when_an_earlier_one_validated_better():
+    keras = pytest.importorskip("keras")
+    from worker.model.panoptic import build_panoptic
+    from worker.model.train import train_model
+
+    X, y = _tiles(range(4), size=48)
+    keras.utils.set_random_seed(2)
+    model = build_panoptic(2, "small")
+
+    def wreck_after_the_first_epoch(epoch, n_epochs, logs):
+        if epoch == 1:
+            rng = np.random.default_rng(0)
+            for w in model.trainable_weights:
+                w.assign(np.asarray(w) + rng.normal(0, 1, w.shape).astype(w.dtype))
+
+    model, history = train_model(model, X[:3], y[:3], X[3:], y[3:], n_channels=2, backbone="small",
+                                 steps=4, batch_size=2, lr=1e-3, steps_per_epoch=2, keep="last",
+                                 on_epoch=wreck_after_the_first_epoch, freeze_batch_norm=False)
+    val = history["val_loss"]
+    assert history["kept"] == "last" and history["best_epoch"] == 1 and val[1] > val[0]
+    result = model.evaluate(preprocess(X[3:]), targets_for(y[3:]), batch_size=2, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(val[1], rel=1e-3)
+    with pytest.raises(ValueError, match="keep"):
+        train_model(None, X, y, X, y, n_channels=2, backbone="small", steps=1, keep="first")
 
 
 def test_train_model_rejects_mismatched_channels():
