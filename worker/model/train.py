@@ -1,4 +1,4 @@
-"""Train a PanopticNet on (X, y) tiles: augmentation, progress, best-validation weights.
+"""Train a PanopticNet on (X, y) tiles: augmentation, progress, best-validation or last weights.
 
 Keras is imported inside the functions, so importing this module does not load TensorFlow.
 """
@@ -213,7 +213,7 @@ def train_model(
     freeze_batch_norm: bool | None = None,
     keep: str = "best",
 ):
-    """Train (or fine-tune) a PanopticNet and keep the weights of the best validation loss.
+    """Train (or fine-tune) a PanopticNet; keep the weights of the best validation loss or the last.
 
     Parameters
     ----------
@@ -264,8 +264,9 @@ def train_model(
         The model with the weights ``keep`` chose.
     history : dict
         Per-epoch lists (``loss``, ``val_loss``, per-head losses) and ``best_epoch``,
-        ``best_val_loss``, ``kept`` (``"best"`` or ``"last"``), ``batch_norm`` (``"frozen"`` or ``"trained"``),
-        ``epochs``, ``steps_per_epoch``, ``steps``, ``seconds``, ``backend``, ``devices``, ``gpu``.
+        ``best_val_loss``, ``kept`` (``"best"`` or ``"last"``), ``batch_norm`` (``"frozen"``
+        or ``"trained"``), ``epochs``, ``steps_per_epoch``, ``steps``, ``seconds``, ``backend``,
+        ``devices``, ``gpu``.
     """
     import keras
 
