@@ -185,8 +185,9 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
     zoom and post-processing are calibrated on the validation split when it holds at least
     :data:`CALIBRATION_MIN_CELLS` cells (else the starting model's are kept) and stored with the
     version; the candidate and the predictor the next round would otherwise use are both
-    measured through :func:`worker.predict.predict_image` on the same test split, and the
-    promotion rule compares them. On any failure the new version is marked ``failed`` and the
+    measured through :func:`worker.predict.predict_image` on the same held-out images (the test
+    split, and the validation split too when nothing was chosen on it), and the promotion rule
+    compares them. On any failure the new version is marked ``failed`` and the
     promoted one keeps serving.
     """
     from worker.model.calibrate import calibrate_scale
@@ -214,10 +215,22 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
     try:
         if X_train.shape[0] == 0:
             raise ValueError("the dataset's training split is empty")
-        if X_val.shape[0] == 0:  # tiny projects: validate on the training tiles rather than not at all
+        own_val = X_val.shape[0] > 0
+        if not own_val:  # tiny projects: validate on the training tiles rather than not at all
             X_val, y_val = X_train, y_train
-        X_eval, y_eval = (X_test, y_test) if X_test.shape[0] else (X_val, y_val)
-        ctx.progress(0.03, "measuring the current predictor on the test split")
+        val_cells = sum(int(np.unique(labels).size - (labels.min() == 0)) for labels in y_val[..., 0])
+        keep = KEEP_WEIGHTS["fine_tune" if initial is not None else "scratch"]
+        calibrate = not (initial is not None and inherited_postprocess and val_cells < CALIBRATION_MIN_CELLS)
+        # the validation images are held out too when nothing is chosen on them (no best epoch, no
+        # calibration): the comparison then rests on more images than the test split alone
+        if X_test.shape[0] and own_val and keep == "last" and not calibrate:
+            X_eval, y_eval = np.concatenate([X_test, X_val]), np.concatenate([y_test, y_val])
+            evaluated_on = "test+val"
+        elif X_test.shape[0]:
+            X_eval, y_eval, evaluated_on = X_test, y_test, "test"
+        else:
+            X_eval, y_eval, evaluated_on = X_val, y_val, "val"
+        ctx.progress(0.03, f"measuring the current predictor on the held-out images ({evaluated_on})")
         ref_metrics = {}
         for p in references:
             m = evaluate_predictions(lambda img, p=p: predict_image(p, img, mpp=mpp), X_eval, y_eval)
@@ -248,12 +261,10 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
                          f"epoch {epoch}/{n_epochs}: loss {loss:.4f}, val_loss {val:.4f}"
                          if loss is not None and val is not None else f"epoch {epoch}/{n_epochs}")
 
-        keep = KEEP_WEIGHTS["fine_tune" if initial is not None else "scratch"]
         model, history = train_model(initial, Xt, yt, Xv, yv, n_channels=2, backbone=backbone,
                                      steps=steps, on_epoch=on_epoch, keep=keep, **hyper, **AUGMENTATION)
         train_s = time.perf_counter() - start
-        val_cells = sum(int(np.unique(labels).size - (labels.min() == 0)) for labels in y_val[..., 0])
-        if initial is not None and inherited_postprocess and val_cells < CALIBRATION_MIN_CELLS:
+        if not calibrate:
             ctx.progress(0.78, f"keeping the {source}'s zoom and post-processing "
                                f"({val_cells} validation cells < {CALIBRATION_MIN_CELLS})")
             calibration = {"objective": None, "validation_score": None, "by_zoom": None, "seconds": 0.0,
@@ -270,12 +281,12 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
                  "mpp": trained["mpp"] / zoom if trained["mpp"] else None,
                  "trained_nucleus_diameter": trained["nucleus_diameter"], "trained_mpp": trained["mpp"],
                  "zoom": zoom}
-        ctx.progress(0.88, "evaluating on the test split")
+        ctx.progress(0.88, f"evaluating on the held-out images ({evaluated_on})")
         candidate = Predictor(f"model v{mv_id}", model, postprocess, scale)
         metrics = evaluate_predictions(lambda img: predict_image(candidate, img, mpp=mpp), X_eval, y_eval)
         metrics["headline"] = headline(metrics, features)
         metrics["reference"] = metrics_reference
-        metrics["evaluated_on"] = "test" if X_test.shape[0] else "val"
+        metrics["evaluated_on"] = evaluated_on
         metrics["calibration"] = {"objective": calibration["objective"],
                                   "validation_score": calibration["validation_score"], "zoom": zoom,
                                   "by_zoom": calibration["by_zoom"], "seconds": calibration["seconds"],

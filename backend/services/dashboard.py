@@ -1,6 +1,6 @@
 """Figures of a project for the admin console: per round, per image, per job.
 
-Per round (the dashboard): model F1 on the test split, corrections per crop (changed pixels and
+Per round (the dashboard): model F1 on the held-out approved images, corrections per crop (changed pixels and
 changed cells between the crop's starting labels and the annotator's submission), median active
 time per crop, and crowd–expert agreement (F1 of the stitched crowd labels against the labels an
 expert approved). Everything is computed on request from the project's own rows — a few grouped
@@ -34,7 +34,7 @@ class RoundFigures:
     number, round_id, status : int, int, str
         The round (``open`` | ``closed``).
     model_f1 : float or None
-        Whole-cell F1 (0–1) on the test split of the model that predicted the round.
+        Whole-cell F1 (0–1) on the held-out approved images of the model that predicted the round.
     f1_source : str
         ``"model v<N>"``, ``"baseline"`` (round predicted by the classical segmenter: its F1 is
         the reference the first trained version was compared with) or ``""``.
@@ -89,7 +89,7 @@ class ChartSpec:
 
 
 CHARTS = (
-    ChartSpec("model_f1", "model_f1", "Model F1 on the test split (whole-cell)", "F1",
+    ChartSpec("model_f1", "model_f1", "Model F1 on held-out approved images (whole-cell)", "F1",
               "no model figures yet: train a model version", (0.0, 1.0)),
     ChartSpec("changed_pixels", "changed_pixels_per_crop", "Corrections: changed pixels per crop",
               "pixels / crop", "no submissions yet"),
@@ -136,7 +136,7 @@ def _model_f1_by_round(session: Session, project_id: int, rounds: list[Round]) -
     versions = list(session.scalars(select(ModelVersion).where(ModelVersion.project_id == project_id)))
     by_id = {v.id: v for v in versions}
     trained = sorted((v for v in versions if (v.metrics or {}).get("reference")), key=lambda v: v.version)
-    # the first trained version measured the round-0 predictors on its test split
+    # the first trained version measured the round-0 predictors on its held-out images
     first_reference = {}
     if trained:
         reference = trained[0].metrics["reference"]

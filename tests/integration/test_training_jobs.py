@@ -84,6 +84,9 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         assert v1.postprocess == card["postprocess"]
         assert v1.scale["zoom"] == card["scale"]["zoom"] and v1.scale["nucleus_diameter"] > 0
         assert v1.metrics["history"]["batch_norm"] == "frozen"
+        # nothing was chosen on the validation image (last weights, inherited settings): it is
+        # held out as well, and the candidate and its reference are measured on both images
+        assert v1.metrics["evaluated_on"] == "test+val" and v1.metrics["history"]["kept"] == "last"
         registry.promote(s, v1.id)
         rt.queue.enqueue(s, "worker.jobs.evaluate_model", project_id=project_id, model_version_id=v1.id)
     rt.queue.join()
@@ -160,3 +163,4 @@ def test_a_fine_tune_searches_post_processing_when_validation_holds_enough_cells
         assert set(calibration["by_zoom"]) and calibration["validation_cells"] >= 1
         assert v1.scale["zoom"] == calibration["zoom"]
         assert set(v1.postprocess["feature_kwargs"]) == {"whole_cell", "nuclear"}
+        assert v1.metrics["evaluated_on"] == "test"  # calibrated on validation: not held out any more
