@@ -196,6 +196,8 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
         "corrections_per_crop_by_round": corrections,
         "changed_pixels_per_crop_by_round": report["changed_pixels_per_crop_by_round"],
         "corrections_per_100_cells_by_round": report["corrections_per_100_cells_by_round"],
+        "corrections_by_profile_by_round": [r["corrections_per_crop"]["by_profile"] for r in report["rounds"]],
+        "prediction_errors_per_crop_by_round": report["prediction_errors_per_crop_by_round"],
         "median_seconds_per_crop_by_round": report["median_seconds_per_crop_by_round"],
         "f1_after_last_training": report["f1_after_last_training"],
         "nuclear_f1_by_round": report["nuclear_f1_by_round"],

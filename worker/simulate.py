@@ -101,7 +101,8 @@ class SimulationConfig:
         try:
             source = (LabelledFileImages(Path(self.data), self.data_channels, self.images, self.rounds,
                                               self.test_images) if self.data is not None
-                      else SyntheticImages(self.size, self.channels, self.seed, self.images, self.test_images))
+                      else SyntheticImages(self.size, self.channels, self.seed, self.images, self.test_images,
+                                           self.rounds))
         except SimulationDataError as exc:
             raise SimulationError(str(exc)) from None
         object.__setattr__(self, "source", source)  # frozen: set once, not a field
@@ -263,6 +264,7 @@ class TaskRecord:
     gold_score: float | None = None  # the platform's, from the Assignment row after the round
     agreement: float | None = None   # with the consensus, from the Assignment row after the round
     true_cells: int | None = None    # cells of the crop's truth, summed over features (as changed_cells is)
+    start_errors: int | None = None  # error units of the labels the task opened with against the truth (both features)
 
 
 @dataclass
@@ -397,9 +399,13 @@ class Simulation:
                  f"{review['cells_fixed']} cell(s) fixed by the reviewer, "
                  f"flagged {caught['flagged'] or 'nobody'}; training")
         training = self.train()
+        if training["status"] in ("ready", "promoted"):  # the truth's verdict on the candidate, beside the rule's
+            candidate = held_out.f1(self.runtime, training["model_version_id"])
+            training["f1_heldout"], training["nuclear_f1_heldout"] = candidate["f1"], candidate["nuclear_f1"]
         self.say(f"round {r}: model v{training['version']}: F1 {_fmt(training['f1_test_split'])} on its test split "
                  f"(reference {training['reference_source']} {_fmt(training['reference_f1'])}); score "
-                 f"{_fmt(training['score_test_split'])} vs {_fmt(training['reference_score'])}, "
+                 f"{_fmt(training['score_test_split'])} vs {_fmt(training['reference_score'])}; held-out F1 "
+                 f"{_fmt(training.get('f1_heldout'))}, "
                  + (f"promoted by the {training['promoted_by']}" if training["promoted_by"] else "not promoted"))
         self.records += records
         summary = round_summary(r, rnd, f1, records, review, caught, training, self.runtime, time.perf_counter() - t0)
@@ -508,7 +514,8 @@ class Simulation:
         return TaskRecord(r, task["crop_id"], int(task["assignment_id"]), who.worker, who.profile.name, gold,
                           not task.get("reopen_reason"), pixels, cells, float(seconds), tool_calls,
                           gold_gain=crowd.gold_gain(start, final, truth) if gold else None,
-                          true_cells=sum(int(np.count_nonzero(np.unique(t))) for t in truth))
+                          true_cells=sum(int(np.count_nonzero(np.unique(t))) for t in truth),
+                          start_errors=sum(len(crowd.error_units(start[f], truth[f])) for f in range(2)))
 
     def split_merged_cells(self, who: SimAnnotator, base: str, token: str, labels: np.ndarray,
                            truth: np.ndarray) -> tuple[np.ndarray, int]:
@@ -713,6 +720,12 @@ def _per_100(changed: list[int], cells: list[int | None]) -> float | None:
     return round(100.0 * sum(c for c, _ in pairs) / total, 3) if total else None
 
 
+def _per_crop(records: list[TaskRecord], attribute: str) -> list:
+    """One value per crop the crowd opened from the prediction (not gold): a crop's figure counts
+    once however many annotators took it."""
+    return list({x.crop_id: getattr(x, attribute) for x in records if x.from_prediction and not x.gold}.values())
+
+
 def _spearman(pairs: list[tuple[float, float]]) -> float | None:
     """Spearman rank correlation of (score, corrections) pairs (None under 3 pairs or no spread)."""
     if len(pairs) < 3:
@@ -770,7 +783,9 @@ def round_summary(r: int, rnd: dict, f1: dict, records: list[TaskRecord], review
                                  "changed_pixels": _mean([x.changed_pixels for x in honest]),
                                  "submissions": len(honest),
                                  "per_100_cells": _per_100([x.changed_cells for x in honest],
-                                                           [x.true_cells for x in honest])},
+                                                           [x.true_cells for x in honest]),
+                                 "by_profile": _by_profile(honest, "changed_cells")},
+        "prediction_errors_per_crop": _mean(_per_crop(records, "start_errors")),
         "corrections_all_submissions": {"changed_cells": _mean([x.changed_cells for x in records]),
                                         "changed_pixels": _mean([x.changed_pixels for x in records])},
         "median_seconds_per_crop": _median([x.seconds for x in records]),
@@ -808,6 +823,7 @@ def build_report(config: SimulationConfig, project: dict, rounds: list[dict], re
         "heldout_cells_to_fix_by_round": [r["cells_to_fix_heldout"] for r in rounds],
         "changed_pixels_per_crop_by_round": [r["corrections_per_crop"]["changed_pixels"] for r in rounds],
         "corrections_per_100_cells_by_round": [r["corrections_per_crop"]["per_100_cells"] for r in rounds],
+        "prediction_errors_per_crop_by_round": [r["prediction_errors_per_crop"] for r in rounds],
         "median_seconds_per_crop_by_round": [r["median_seconds_per_crop"] for r in rounds],
         "gold_accuracy_by_profile": _by_profile(records, "gold_score"),
         "gold_gain_by_profile": _by_profile(records, "gold_gain"),

@@ -20,7 +20,7 @@ def _npz(tmp_path, n, channels=3, nuclear_only=False):
     return path, X, y
 
 
-def test_the_first_images_are_held_out_and_the_rest_feed_the_rounds_in_order(tmp_path):
+def test_the_first_images_are_held_out_and_the_rest_feed_the_rounds_balanced_by_cells(tmp_path):
     path, X, y = _npz(tmp_path, 7)
     config = SimulationConfig(data=path, data_channels="2,1", images=2, rounds=2, test_images=3)
     source = config.source
@@ -28,11 +28,45 @@ def test_the_first_images_are_held_out_and_the_rest_feed_the_rounds_in_order(tmp
     X_test, y_test = source.test_set()
     np.testing.assert_array_equal(X_test, X[:3][..., [2, 1]])
     np.testing.assert_array_equal(y_test, y[:3])
-    names, blobs = zip(*source.round_files(1))
-    assert names == ("lab_0005.npz", "lab_0006.npz")
-    with np.load(io.BytesIO(blobs[1])) as sent:
-        np.testing.assert_array_equal(sent["X"], X[6][..., [2, 1]])
-        np.testing.assert_array_equal(sent["y"], y[6])
+    sent = {}
+    for r in range(2):
+        for name, blob in source.round_files(r):
+            with np.load(io.BytesIO(blob)) as arrays:
+                sent[name] = (r, arrays["X"], arrays["y"])
+    assert sorted(sent) == [f"lab_{i:04d}.npz" for i in range(3, 7)]  # every other image, once
+    for name, (_, image, truth) in sent.items():
+        i = int(name[4:8])
+        np.testing.assert_array_equal(image, X[i][..., [2, 1]])
+        np.testing.assert_array_equal(truth, y[i])
+    # the two images with the fewest cells go to different rounds, and so do the two with the most
+    by_cells = sorted(range(3, 7), key=lambda i: len(np.unique(y[i, ..., 0])))
+    round_of = {int(name[4:8]): r for name, (r, _, _) in sent.items()}
+    assert round_of[by_cells[0]] != round_of[by_cells[1]] and round_of[by_cells[2]] != round_of[by_cells[3]]
+
+
+def test_rounds_get_one_image_of_each_stratum_of_cell_count():
+    from worker.simulation_data import balanced_rounds
+
+    counts = [50, 400, 10, 300, 20, 200, 40, 100, 30]  # strata of 3: {10,20,30} {40,50,100} {200,300,400}
+    plan = balanced_rounds(counts, rounds=3, per_round=3, seed=1)
+    assert sorted(i for images in plan for i in images) == list(range(9))
+    for images in plan:
+        assert [sum(counts[i] <= bound for i in images) for bound in (30, 100, 400)] == [1, 2, 3]
+    assert balanced_rounds(counts, 3, 3, seed=1) == plan  # the same seed deals the same rounds
+    with pytest.raises(ValueError, match="cannot fill"):
+        balanced_rounds(counts, rounds=2, per_round=3, seed=0)
+
+
+def test_synthetic_rounds_draw_the_same_images_whatever_the_deal():
+    from worker.simulation_data import SyntheticImages, cell_count
+
+    source = SyntheticImages(96, 2, seed=3, images_per_round=2, test_images=0, rounds=2)
+    drawn = [np.load(io.BytesIO(blob))["y"][..., 0] for r in range(2) for _, blob in source.round_files(r)]
+    pool = sorted(cell_count(synthetic_tissue(96, 96, n_channels=2, seed=3 * 100_003 + r * 1000 + k).whole_cell)
+                  for r in range(2) for k in range(2))
+    assert sorted(cell_count(labels) for labels in drawn) == pool
+    first, second = [cell_count(labels) for labels in drawn[:2]], [cell_count(labels) for labels in drawn[2:]]
+    assert max(min(first), min(second)) <= min(max(first), max(second))  # a fewer- and a more-cell image each
 
 
 @pytest.mark.parametrize("kwargs, message", [
