@@ -10,7 +10,8 @@ runtime's queue: the in-process thread, or RQ on Redis with burst workers run he
 The simulation's *oracle* (the ground truth of a crop, which assignment was gold) reads the
 database and never acts; what annotators and reviewer do is modelled in
 :mod:`backend.core.crowd_simulation`. Each round a fresh batch of ``images`` images is uploaded
-(approved images do not come back), so the training set grows round by round.
+(approved images do not come back; the rounds are balanced by cell count), so the training set
+grows round by round.
 
 Report (``report.json`` + SVG and PNG learning curves in ``out_dir``): per round the held-out F1
 of the model that predicted it (the classical baseline in round 0) on synthetic test images that
