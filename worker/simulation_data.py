@@ -7,9 +7,11 @@ yardstick no round sees; the others are uploaded ``images`` per round.
 
 Rounds are balanced by cell count (:func:`balanced_rounds`): images differ far more than a
 round's model gain — of sixteen 512² synthetic images, one held 519 cells with 29 under 100 px
-and another 1,321 with 656, and the same model needed 46 corrections per crop on one round's
-images and 97 on another's. Each round gets one image of each stratum of cell count, so a
-round's corrections measure the model that predicted it rather than which images it drew.
+and another 1,321 with 656, and the same model's predictions held 46 errors per crop on one
+round's four images and 97 on another's. Each round gets one image of each stratum of cell
+count; that narrows the spread of the rounds' cell totals (on those sixteen images, from 2,755–3,612
+to 3,092–3,554) but cannot split one outlier image, so a round's corrections still carry part of
+its images' difficulty.
 """
 
 from __future__ import annotations
