@@ -403,8 +403,11 @@ class Simulation:
         if training["status"] in ("ready", "promoted"):  # the truth's verdict on the candidate, beside the rule's
             candidate = held_out.f1(self.runtime, training["model_version_id"])
             training["f1_heldout"], training["nuclear_f1_heldout"] = candidate["f1"], candidate["nuclear_f1"]
-        self.say(f"round {r}: model v{training['version']}: F1 {_fmt(training['f1_test_split'])} on its test split "
-                 f"(reference {training['reference_source']} {_fmt(training['reference_f1'])}); score "
+        held = training.get("held_out") or {}
+        self.say(f"round {r}: model v{training['version']}: F1 {_fmt(training['f1_test_split'])} on "
+                 f"{len(held.get('images') or [])} held-out approved image(s) ({training.get('evaluated_on')}; "
+                 f"{len(held.get('left_out') or {})} left out: drawn by the reference), "
+                 f"reference {training['reference_source']} {_fmt(training['reference_f1'])}; score "
                  f"{_fmt(training['score_test_split'])} vs {_fmt(training['reference_score'])}; held-out F1 "
                  f"{_fmt(training.get('f1_heldout'))}, "
                  + (f"promoted by the {training['promoted_by']}" if training["promoted_by"] else "not promoted"))
@@ -643,7 +646,8 @@ class Simulation:
                 "promoted_by": promoted_by, "f1_test_split": metrics.get("f1"), "reference_f1": reference.get("f1"),
                 "score_test_split": metrics.get("headline"), "reference_score": reference.get("headline"),
                 "nuclear_f1_test_split": metrics.get("nuclear_f1"), "reference_nuclear_f1": reference.get("nuclear_f1"),
-                "reference_source": reference.get("source"), "train_seconds": metrics.get("train_seconds")}
+                "reference_source": reference.get("source"), "train_seconds": metrics.get("train_seconds"),
+                "evaluated_on": metrics.get("evaluated_on"), "held_out": metrics.get("held_out")}
 
 
 def run_simulation(runtime, config: SimulationConfig, progress: Callable[[str], None] | None = None) -> dict:

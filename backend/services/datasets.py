@@ -115,6 +115,25 @@ def build_dataset(session: Session, store: BlobStore, project_id: int, progress=
     return ds
 
 
+def tile_images(session: Session, ds: DatasetVersion, split: str) -> list[int]:
+    """The image each tile of a split comes from, in the order :func:`load_split` returns them."""
+    out = []
+    for image_id in (ds.image_ids or {}).get(split, []):
+        image = session.get(Image, image_id)
+        out += [image_id] * len(crop_plan((max(image.height, TILE), max(image.width, TILE)), TILE, 0))
+    return out
+
+
+def drawn_by(session: Session, ds: DatasetVersion) -> dict[int, str]:
+    """Which predictor drew the starting labels of each image of a dataset (``"model vN"``,
+    ``"generalist"`` or ``"baseline"``): the predictor of the round the image was approved in."""
+    from backend.models import Round
+
+    rounds = {r.number: r.predictor for r in session.scalars(select(Round).where(Round.project_id == ds.project_id))}
+    sources = (ds.qc or {}).get("label_sources") or {}
+    return {int(i): rounds[v["round"]] for i, v in sources.items() if rounds.get(v.get("round"))}
+
+
 def load_split(store: BlobStore, ds: DatasetVersion, split: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = store.get_arrays(f"{ds.key_prefix}/{split}.npz")
     return arrays["X"], arrays["y"]

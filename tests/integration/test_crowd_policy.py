@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from backend.models import Assignment, Crop, Image, Job, Round, Stitch
 from backend.services import labels_io
-from backend.services.datasets import build_dataset
+from backend.services.datasets import build_dataset, drawn_by, tile_images
 from backend.services.demo import synthetic_npz
 from backend.services.images import Upload, import_images
 from backend.services.prediction_maps import UNSURE, get_prediction_maps, maps_key
@@ -124,6 +124,11 @@ def test_everything_skipped_is_stitched_reviewed_and_recorded_as_model_labels(ad
     with runtime.db.session() as s:
         ds = build_dataset(s, runtime.store, pid)
         sources = ds.qc["label_sources"]
+        # who drew the image's labels (the round's predictor), and which tiles of which split are its
+        predictor = s.get(Round, rnd["id"]).predictor
+        assert predictor in ("generalist", "baseline")
+        assert drawn_by(s, ds) == {info["image_id"]: predictor}
+        assert [i for split in ("train", "val", "test") for i in tile_images(s, ds, split)] == [info["image_id"]]
     assert list(sources.values())[0] == {"round": rnd["number"], "crops": {"crowd": 0, "model": 4, "gold": 0}}
 
 
