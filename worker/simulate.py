@@ -486,6 +486,7 @@ class Simulation:
     def annotate_one(self, who: SimAnnotator, r: int) -> TaskRecord | None:
         """Lease, fetch, correct (server tool + brush edits), save revisions and submit one task."""
         from backend.services.dashboard import correction_counts
+        from worker.simulation_data import cell_count
 
         http = self.crowd
         try:
@@ -518,7 +519,7 @@ class Simulation:
         return TaskRecord(r, task["crop_id"], int(task["assignment_id"]), who.worker, who.profile.name, gold,
                           not task.get("reopen_reason"), pixels, cells, float(seconds), tool_calls,
                           gold_gain=crowd.gold_gain(start, final, truth) if gold else None,
-                          true_cells=sum(int(np.count_nonzero(np.unique(t))) for t in truth),
+                          true_cells=sum(cell_count(t) for t in truth),
                           start_errors=sum(len(crowd.error_units(start[f], truth[f])) for f in range(2)))
 
     def split_merged_cells(self, who: SimAnnotator, base: str, token: str, labels: np.ndarray,

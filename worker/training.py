@@ -212,8 +212,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
     version; the candidate and the predictor the next round would otherwise use are both
     measured through :func:`worker.predict.predict_image` on the same held-out images (the test
     split, and the validation split too when nothing was chosen on it; not those a compared
-    predictor drew, see :func:`judged_images`), and the promotion rule compares them. On any failure the new version is marked ``failed`` and the
-    promoted one keeps serving.
+    predictor drew, see :func:`judged_images`), and the promotion rule compares them. On any
+    failure the new version is marked ``failed`` and the promoted one keeps serving.
     """
     from worker.model.calibrate import calibrate_scale
     from worker.model.train import train_model
