@@ -11,8 +11,9 @@ baseline, whichever scored better on the project's labelled images) and
 truth: a round of denser images needs more fixes at the same error rate),
 ``prediction_errors_per_crop_by_round`` (the prediction's error units against the truth per crop:
 what an annotator who fixed everything would fix, whoever took the crop) and
-``corrections_by_profile_by_round``, plus the run's size and minutes. Each round's images are
-balanced by cell count (:func:`worker.simulation_data.balanced_rounds`). ``--data FILE.npz`` runs
+``corrections_by_profile_by_round``, plus the run's size and minutes. The rounds' images are
+dealt to even difficulty: what the round-0 reference gets wrong on them
+(:func:`worker.simulation_data.balanced_rounds`). ``--data FILE.npz`` runs
 the loop on a lab's labelled images instead.
 
 Default size (about 20 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;

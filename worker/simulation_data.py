@@ -5,13 +5,15 @@ With ``looplabel simulate --data FILE.npz`` the whole loop runs on a lab's own l
 the loop will cost before paying a crowd. The first ``test_images`` images are the held-out
 yardstick no round sees; the others are uploaded ``images`` per round.
 
-Rounds are balanced by cell count (:func:`balanced_rounds`): images differ far more than a
-round's model gain — of sixteen 512² synthetic images, one held 519 cells with 29 under 100 px
-and another 1,321 with 656, and the same model's predictions held 46 errors per crop on one
-round's four images and 97 on another's. Each round gets one image of each stratum of cell
-count; that narrows the spread of the rounds' cell totals (on those sixteen images, from 2,755–3,612
-to 3,092–3,554) but cannot split one outlier image, so a round's corrections still carry part of
-its images' difficulty.
+Rounds are balanced by difficulty (:func:`balanced_rounds`): images differ far more than a
+round's model gain. Of sixteen 512² synthetic images, the shipped generalist left 99 cells to fix
+(both features) on one and 560 on another; dealt by cell count (one image of each stratum per
+round), the rounds still held 813 to 1,190 of the generalist's errors, and round 1's
+corrections rose while its model was better. Each image's difficulty is what the round-0
+reference (the generalist, else the classical baseline) gets wrong on it against the truth —
+measured once, before any round, by a predictor no round trains — and the rounds are dealt so
+their totals are as even as the images allow (on those sixteen, within 5 %). A round's
+corrections then follow its model rather than its draw.
 """
 
 from __future__ import annotations
@@ -26,22 +28,66 @@ class SimulationDataError(ValueError):
     """The data file cannot feed the simulation (the message says why)."""
 
 
-def balanced_rounds(cell_counts: list[int], rounds: int, per_round: int, seed: int) -> list[list[int]]:
-    """Deal ``rounds * per_round`` images to the rounds, one of each stratum of cell count per round.
+def balanced_rounds(difficulty: list[float], rounds: int, per_round: int, seed: int) -> list[list[int]]:
+    """Deal ``rounds * per_round`` images to the rounds so that the rounds' total difficulty is as
+    even as the images allow.
 
-    The images, sorted by cell count, form ``per_round`` strata of ``rounds`` consecutive images;
-    the images of each stratum go to the rounds in a random order (``seed``). Returns, per round,
-    the indices of its images into ``cell_counts``.
+    The hardest image first, each goes to the round with room and the least difficulty so far;
+    then swaps of two images between two rounds are made while one narrows the totals (their sum
+    of squares falls). ``seed`` shuffles which round gets which group. Returns, per round, the
+    indices of its images into ``difficulty``, in increasing order.
     """
-    if len(cell_counts) != rounds * per_round:
-        raise ValueError(f"{len(cell_counts)} images cannot fill {rounds} rounds of {per_round}")
-    rng = np.random.default_rng(seed)
-    order = sorted(range(len(cell_counts)), key=lambda i: (cell_counts[i], i))
-    plan: list[list[int]] = [[] for _ in range(rounds)]
-    for start in range(0, len(order), rounds):
-        for r, i in zip(rng.permutation(rounds), order[start:start + rounds]):
-            plan[int(r)].append(i)
-    return plan
+    if len(difficulty) != rounds * per_round:
+        raise ValueError(f"{len(difficulty)} images cannot fill {rounds} rounds of {per_round}")
+    d = [float(v) for v in difficulty]
+    groups: list[list[int]] = [[] for _ in range(rounds)]
+    totals = [0.0] * rounds
+    for i in sorted(range(len(d)), key=lambda i: (-d[i], i)):
+        g = min((g for g in range(rounds) if len(groups[g]) < per_round), key=lambda g: (totals[g], g))
+        groups[g].append(i)
+        totals[g] += d[i]
+    while True:  # the best improving swap, until none improves
+        best = (0.0, None)
+        for a in range(rounds):
+            for b in range(a + 1, rounds):
+                gap = totals[a] - totals[b]
+                for ia, i in enumerate(groups[a]):
+                    for jb, j in enumerate(groups[b]):
+                        delta = d[i] - d[j]  # moving i to b and j to a
+                        change = 2 * delta * (delta - gap)  # change of totals[a]² + totals[b]²
+                        if change < best[0] - 1e-9:
+                            best = (change, (a, b, ia, jb))
+        if best[1] is None:
+            break
+        a, b, ia, jb = best[1]
+        i, j = groups[a][ia], groups[b][jb]
+        groups[a][ia], groups[b][jb] = j, i
+        totals[a] += d[j] - d[i]
+        totals[b] += d[i] - d[j]
+    order = np.random.default_rng(seed).permutation(rounds)
+    return [sorted(groups[int(g)]) for g in order]
+
+
+def reference_predictor():
+    """The predictor whose errors measure an image's difficulty: the shipped generalist, else the
+    classical baseline (what round 0 chooses between; no round trains either)."""
+    from worker.predict import BASELINE, generalist_predictor
+
+    try:
+        return generalist_predictor()
+    except FileNotFoundError:
+        return BASELINE
+
+
+def difficulty(predictor, image: np.ndarray, truth: np.ndarray) -> int:
+    """Cells to fix (error units, both features) of ``predictor`` on a (C, H, W) image against its
+    (2, H, W) truth, through the product's predict path."""
+    from backend.core.crowd_simulation import error_units
+    from worker.predict import predict_image
+
+    image = np.asarray(image, np.float32)
+    labels = predict_image(predictor, image, membrane_channel=1 if image.shape[0] > 1 else None)
+    return sum(len(error_units(labels[f], np.asarray(truth[f], np.int32))) for f in range(2))
 
 
 def cell_count(labels: np.ndarray) -> int:
@@ -70,11 +116,12 @@ class SyntheticImages:
         from backend.core.synthetic import synthetic_tissue
         from backend.services.demo import synthetic_npz
 
-        if self._plan is None:  # every image of the run is drawn once to count its cells
-            counts = [cell_count(synthetic_tissue(self.size, self.size, n_channels=self.channels,
-                                                  seed=self._seed(i)).whole_cell)
-                      for i in range(self.rounds * self.images_per_round)]
-            self._plan = balanced_rounds(counts, self.rounds, self.images_per_round, self.seed)
+        if self._plan is None:  # every image of the run is drawn once to measure its difficulty
+            reference = reference_predictor()
+            tissues = (synthetic_tissue(self.size, self.size, n_channels=self.channels, seed=self._seed(i))
+                       for i in range(self.rounds * self.images_per_round))
+            scores = [difficulty(reference, t.image, t.labels) for t in tissues]
+            self._plan = balanced_rounds(scores, self.rounds, self.images_per_round, self.seed)
         return [(f"sim_r{r}_{k:03d}.npz", synthetic_npz(self.size, self.size, self.channels, seed=self._seed(i)))
                 for k, i in enumerate(self._plan[r])]
 
@@ -116,9 +163,11 @@ class LabelledFileImages:
                 f"{Path(path).name} holds {self.X.shape[0]} images; {rounds} rounds of {images_per_round} "
                 f"plus {test_images} held-out test images need {needed} (lower --images or --rounds)")
         self.path, self.images_per_round, self.n_test = Path(path), images_per_round, test_images
-        pool = range(test_images, needed)
-        self._plan = [[test_images + j for j in picked] for picked in balanced_rounds(
-            [cell_count(self.y[i, ..., 0]) for i in pool], rounds, images_per_round, seed=0)]
+        reference = reference_predictor()
+        scores = [difficulty(reference, np.moveaxis(self.X[i], -1, 0), np.moveaxis(self.y[i], -1, 0))
+                  for i in range(test_images, needed)]
+        self._plan = [[test_images + j for j in picked]
+                      for picked in balanced_rounds(scores, rounds, images_per_round, seed=0)]
 
     @property
     def channels(self) -> int:
