@@ -379,6 +379,8 @@ def scheduler(once: bool, interval: float) -> None:
 @click.option("--profiles", default="careful*2,hasty,spammer", show_default=True,
               help="Simulated annotators: careful, hasty, spammer (NAME*N repeats).")
 @click.option("--train-steps", default=200, show_default=True)
+@click.option("--steps-per-image", default=0, show_default=True,
+              help="Train this many steps per approved image instead of --train-steps (0: off).")
 @click.option("--backbone", type=click.Choice(["small", "resnet50"]), default="small", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--promotion", type=click.Choice(["rule", "always"]), default="rule", show_default=True,
@@ -386,7 +388,7 @@ def scheduler(once: bool, interval: float) -> None:
 @click.option("--out", "out_dir", default="simulation", show_default=True, type=click.Path(path_type=Path),
               help="Where report.json and the learning curves go.")
 def simulate(images, size, channels, data, test_images, rounds, annotators_per_crop, profiles, train_steps,
-             backbone, seed, promotion, out_dir):
+             steps_per_image, backbone, seed, promotion, out_dir):
     """Run the whole loop unattended: simulated crowd and reviewer, training, promotion, report."""
     from worker.simulate import SimulationConfig, SimulationError, run_simulation
 
@@ -403,7 +405,7 @@ def simulate(images, size, channels, data, test_images, rounds, annotators_per_c
         config = SimulationConfig(images=images, size=size, channels=n_channels, data=data,
                                   data_channels=data_channels, test_images=test_images, rounds=rounds,
                                   annotators_per_crop=annotators_per_crop, profiles=profiles,
-                                  train_steps=train_steps, backbone=backbone, seed=seed, promotion=promotion,
+                                  train_steps=train_steps, steps_per_image=steps_per_image, backbone=backbone, seed=seed, promotion=promotion,
                                   out_dir=out_dir)
         report = run_simulation(rt, config, progress=click.echo)
     except SimulationError as exc:

@@ -16,14 +16,15 @@ dealt to even difficulty: what the round-0 reference gets wrong on them
 (:func:`worker.simulation_data.balanced_rounds`). ``--data FILE.npz`` runs
 the loop on a lab's labelled images instead.
 
-Default size (about 20 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;
+Default size (about 25 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;
 4 crops of 270 px each), 4 annotators (careful x2, hasty, spammer), 2 per crop, small backbone,
-300 training steps per round, each fine-tuned from what predicts (the generalist, then the
+75 training steps per approved image (300, 600, 900, 1,200 steps: at a fixed length each image
+would be seen less every round), each fine-tuned from what predicts (the generalist, then the
 promoted version) on all images approved so far; the product's rule promotes a version only when
 it beats what it would replace on the held-out approved images (``--promotion always``: the
 admin promotes every version).
 
-Usage: ``python bench/simulate.py [--rounds 4] [--images 4] [--size 512] [--steps 300] ...``
+Usage: ``python bench/simulate.py [--rounds 4] [--images 4] [--size 512] [--steps-per-image 75] ...``
 
 Crowd policies (``--policy all,budget,confident-skip`` runs each on fresh instances with the same
 seeds and images, one after the other): ``budget`` sends at most ``--budget`` image crops per round
@@ -60,7 +61,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--annotators-per-crop", type=int, default=2)
     parser.add_argument("--profiles", default="careful*2,hasty,spammer")
-    parser.add_argument("--steps", type=int, default=300, help="training steps per round")
+    parser.add_argument("--steps-per-image", type=int, default=75,
+                        help="training steps per approved image (300, 600, 900, ... for 4 images a round)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a fixed number of training steps per round instead of --steps-per-image")
     parser.add_argument("--backbone", default="small", choices=["small", "resnet50"])
     parser.add_argument("--promotion", default="rule", choices=["always", "rule"])
     parser.add_argument("--data", type=Path, default=None,
@@ -168,7 +172,9 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
     config = SimulationConfig(images=args.images, size=args.size, channels=args.channels, rounds=args.rounds,
                               data=args.data, data_channels=args.data_channels,
                               annotators_per_crop=args.annotators_per_crop, profiles=args.profiles,
-                              train_steps=args.steps, backbone=args.backbone, seed=args.seed,
+                              train_steps=args.steps or 1,
+                              steps_per_image=0 if args.steps else args.steps_per_image,
+                              backbone=args.backbone, seed=args.seed,
                               test_images=args.test_images, promotion=args.promotion,
                               policy=policy_of(args, policy_name),
                               out_dir=(args.out / policy_name if args.out else instance / "report"))
@@ -193,7 +199,8 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
     print(f"held-out F1 after the last training: {_f(report['f1_after_last_training'])}")
     print(f"gold accuracy by profile: {report['gold_accuracy_by_profile']}; gold gain by profile: "
           f"{report['gold_gain_by_profile']}; spammer caught: {report['spammer_caught']}")
-    print(f"{args.rounds} rounds x {args.images} images of {args.size}x{args.size} px, {args.steps} steps/round "
+    steps = [r["training"]["steps"] for r in report["rounds"]]
+    print(f"{args.rounds} rounds x {args.images} images of {args.size}x{args.size} px, steps by round {steps} "
           f"({args.backbone}), {report['minutes']} min; report: {config.out_dir}")
     f1s, corrections = report["f1_by_round"], report["corrections_per_crop_by_round"]
     figures = {
@@ -221,7 +228,7 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
         "uncertainty_vs_corrections": report["uncertainty_vs_corrections"],
         "data": str(args.data) if args.data else "synthetic",
         "spammer_caught": report["spammer_caught"],
-        "rounds": args.rounds, "images_per_round": args.images, "size": args.size, "steps_per_round": args.steps,
+        "rounds": args.rounds, "images_per_round": args.images, "size": args.size, "steps_by_round": steps,
         "backbone": args.backbone, "promotion": args.promotion, "minutes": report["minutes"],
         "database": settings.database_url.split(":", 1)[0], "queue": "rq" if settings.redis_url else "inline",
     }

@@ -61,6 +61,9 @@ class SimulationConfig:
     annotators_per_crop: int = 2
     profiles: str = "careful*2,hasty,spammer"
     train_steps: int = 200
+    # > 0: each training runs this many steps per approved image (the rounds' fine-tunes see more
+    # images each round; at a fixed length, each image is seen less and less); 0: train_steps
+    steps_per_image: int = 0
     backbone: str = "small"
     seed: int = 0
     out_dir: Path = Path("simulation")
@@ -83,6 +86,7 @@ class SimulationConfig:
                   (1 <= self.rounds <= 50, "rounds must be between 1 and 50"),
                   (1 <= self.annotators_per_crop <= 20, "annotators per crop must be between 1 and 20"),
                   (1 <= self.train_steps <= 10**6, "training steps must be a positive number"),
+                  (0 <= self.steps_per_image <= 10**5, "steps per image must be between 0 and 100000"),
                   (self.backbone in ("small", "resnet50"), "backbone must be small or resnet50"),
                   (self.promotion in ("rule", "always"), "promotion must be rule or always"),
                   (0.0 < self.approve_f1 <= 1.0, "approve_f1 must be in (0, 1]"),
@@ -631,10 +635,20 @@ class Simulation:
                 "false_alarms": [w for w in flagged if not by_worker[w].profile.is_spammer],
                 "spammer_caught": bool(spammers) and all(a.blocked or a.worker in flagged for a in spammers)}
 
+    def training_steps(self) -> int:
+        """Steps of the next training: ``steps_per_image`` per approved image, else ``train_steps``."""
+        if not self.config.steps_per_image:
+            return self.config.train_steps
+        with self.runtime.db.session() as s:
+            approved = s.scalar(select(func.count(Image.id)).where(Image.project_id == self.pid,
+                                                                    Image.status == "approved"))
+        return int(min(10**6, max(1, self.config.steps_per_image * approved)))
+
     def train(self) -> dict:
         """Retrain through the admin API, wait for it, and promote when the policy says so."""
+        steps = self.training_steps()
         self.admin.json("POST", f"/api/projects/{self.pid}/retrain",
-                        json_body={"steps": self.config.train_steps, "backbone": self.config.backbone})
+                        json_body={"steps": steps, "backbone": self.config.backbone})
         drain_jobs(self.runtime, self.first_job)
         newest = self.admin.json("GET", f"/api/projects/{self.pid}/models")["models"][0]
         promoted_by = "rule" if newest["status"] == "promoted" else None
@@ -648,6 +662,7 @@ class Simulation:
                 "score_test_split": metrics.get("headline"), "reference_score": reference.get("headline"),
                 "nuclear_f1_test_split": metrics.get("nuclear_f1"), "reference_nuclear_f1": reference.get("nuclear_f1"),
                 "reference_source": reference.get("source"), "train_seconds": metrics.get("train_seconds"),
+                "steps": steps,
                 "evaluated_on": metrics.get("evaluated_on"), "held_out": metrics.get("held_out")}
 
 

@@ -131,6 +131,8 @@ def test_config_errors_name_what_to_change():
         SimulationConfig(profiles="careful,sloppy")
     with pytest.raises(SimulationError, match="backbone"):
         SimulationConfig(backbone="vgg")
+    with pytest.raises(SimulationError, match="steps per image"):
+        SimulationConfig(steps_per_image=-1)
     assert np.isfinite(SimulationConfig().approve_f1)
 
 
@@ -139,8 +141,8 @@ def test_config_errors_name_what_to_change():
 def test_a_budget_round_spends_at_most_its_budget_on_the_crowd(pg_runtime, tmp_path):
     runtime = pg_runtime
     config = SimulationConfig(images=2, size=300, channels=2, rounds=1, annotators_per_crop=2,
-                              profiles="careful*2", train_steps=2, backbone="small", seed=4, test_images=1,
-                              policy={"policy": "budget", "budget": 3}, out_dir=tmp_path / "report")
+                              profiles="careful*2", train_steps=50, steps_per_image=1, backbone="small", seed=4,
+                              test_images=1, policy={"policy": "budget", "budget": 3}, out_dir=tmp_path / "report")
     report = run_simulation(runtime, config)
     with runtime.db.session() as s:
         crops = s.scalars(select(Crop).join(Image, Image.id == Crop.image_id)
@@ -154,6 +156,11 @@ def test_a_budget_round_spends_at_most_its_budget_on_the_crowd(pg_runtime, tmp_p
     assert set(submitted) == {c.id for c in crowd}  # nobody worked on a skipped crop
     assert max(c.expected_fixes for c in crops if c.source == "model") <= min(c.expected_fixes for c in crowd)
     assert 0.5 < report["approved_label_f1"] <= 1.0
+    # one step per approved image (two), not the fixed train_steps
+    assert [r["training"]["steps"] for r in report["rounds"]] == [2]
+    with runtime.db.session() as s:
+        trained = s.scalars(select(ModelVersion).where(ModelVersion.project_id == report["project_id"])).all()
+    assert [mv.config["steps"] for mv in trained] == [2]
 
 
 def test_a_bad_policy_is_a_config_error():
