@@ -409,7 +409,8 @@ class Simulation:
             training["f1_heldout"], training["nuclear_f1_heldout"] = candidate["f1"], candidate["nuclear_f1"]
         held = training.get("held_out") or {}
         self.say(f"round {r}: model v{training['version']}: F1 {_fmt(training['f1_test_split'])} on "
-                 f"{len(held.get('images') or [])} held-out approved image(s) ({training.get('evaluated_on')}; "
+                 f"{len(held.get('images') or [])} held-out image(s) ({training.get('evaluated_on')}; "
+                 f"{len(held.get('ground_truth') or [])} on ground truth, the others on approved labels; "
                  f"{len(held.get('left_out') or {})} left out: drawn by the reference), "
                  f"reference {training['reference_source']} {_fmt(training['reference_f1'])}; score "
                  f"{_fmt(training['score_test_split'])} vs {_fmt(training['reference_score'])}; held-out F1 "

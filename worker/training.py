@@ -143,7 +143,7 @@ def headline(metrics: dict, features: list[str]) -> float | None:
 
 
 def judged_images(X: np.ndarray, y: np.ndarray, owners: list[int], drawn: dict[int, str],
-                  references: set[str]) -> tuple[np.ndarray, np.ndarray, dict]:
+                  references: set[str], truth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """The held-out tiles a candidate and its references are compared on: a predictor is not
     judged on the labels it drew.
 
@@ -154,17 +154,22 @@ def judged_images(X: np.ndarray, y: np.ndarray, owners: list[int], drawn: dict[i
     truth (0.985) and beat its whole-cell F1 (0.955 against 0.895), yet scored a nuclear F1 of
     0.949 against v1's 0.981 on approved images v1 had drawn, and was not promoted. So images
     drawn by one of the references are left out, unless that leaves nothing (a young project
-    whose every image one reference drew).
+    whose every image one reference drew). Tiles whose labels are the lab's uploaded ground truth
+    (``truth``, (N,) bool) were drawn by no predictor and are always kept.
 
     ``owners`` gives the image of each tile (empty: unknown, every tile kept); returns the tiles
-    kept and ``{"images", "left_out"}`` (image ids; left out: image id → who drew it).
+    kept and ``{"images", "left_out", "ground_truth"}`` (image ids; left out: image id → who drew
+    it; the kept images judged on their ground truth).
     """
+    truth = np.zeros(X.shape[0], dtype=bool) if truth is None else np.asarray(truth, dtype=bool)
+    on_truth = sorted({i for i, t in zip(owners, truth) if t})
     if len(owners) != X.shape[0]:
-        return X, y, {"images": sorted(set(owners)), "left_out": {}}
-    fair = np.array([drawn.get(i) not in references for i in owners], dtype=bool)
+        return X, y, {"images": sorted(set(owners)), "left_out": {}, "ground_truth": on_truth}
+    fair = np.array([t or drawn.get(i) not in references for i, t in zip(owners, truth)], dtype=bool)
     kept = fair if fair.any() else np.ones_like(fair)
     left_out = {str(i): drawn[i] for i, k in zip(owners, kept) if not k}
-    return X[kept], y[kept], {"images": sorted({i for i, k in zip(owners, kept) if k}), "left_out": left_out}
+    return X[kept], y[kept], {"images": sorted({i for i, k in zip(owners, kept) if k}), "left_out": left_out,
+                              "ground_truth": on_truth}
 
 
 def reference_candidates(session, store, project_id: int) -> list:
@@ -211,7 +216,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
     :data:`CALIBRATION_MIN_CELLS` cells (else the starting model's are kept) and stored with the
     version; the candidate and the predictor the next round would otherwise use are both
     measured through :func:`worker.predict.predict_image` on the same held-out images (the test
-    split, and the validation split too when nothing was chosen on it; not those a compared
+    split, and the validation split too when nothing was chosen on it; judged by the lab's uploaded
+    ground truth where an image has it, else by its approved labels, leaving out those a compared
     predictor drew, see :func:`judged_images`), and the promotion rule compares them. On any
     failure the new version is marked ``failed`` and the promoted one keeps serving.
     """
@@ -236,7 +242,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         mv_id = mv.id
         X_train, y_train = datasets.load_split(store, ds, "train")
         X_val, y_val = datasets.load_split(store, ds, "val")
-        X_test, y_test = datasets.load_split(store, ds, "test")
+        X_test, _ = datasets.load_split(store, ds, "test")
+        judging = {split: datasets.load_judging_labels(store, ds, split) for split in ("val", "test")}
         owners = {split: datasets.tile_images(s, ds, split) for split in ("val", "test")}
         drawn = datasets.drawn_by(s, ds)
     try:
@@ -251,14 +258,17 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
         # the validation images are held out too when nothing is chosen on them (no best epoch, no
         # calibration): the comparison then rests on more images than the test split alone
         if X_test.shape[0] and own_val and keep == "last" and not calibrate:
-            X_eval, y_eval = np.concatenate([X_test, X_val]), np.concatenate([y_test, y_val])
+            X_eval = np.concatenate([X_test, X_val])
+            y_eval, truth = (np.concatenate([judging["test"][k], judging["val"][k]]) for k in (0, 1))
             evaluated_on, eval_owners = "test+val", owners["test"] + owners["val"]
         elif X_test.shape[0]:
-            X_eval, y_eval, evaluated_on, eval_owners = X_test, y_test, "test", owners["test"]
-        else:
-            X_eval, y_eval, evaluated_on = X_val, y_val, "val"
-            eval_owners = owners["val"] if own_val else []
-        X_eval, y_eval, held_out = judged_images(X_eval, y_eval, eval_owners, drawn, {p.name for p in references})
+            X_eval, (y_eval, truth), evaluated_on, eval_owners = X_test, judging["test"], "test", owners["test"]
+        elif own_val:
+            X_eval, (y_eval, truth), evaluated_on, eval_owners = X_val, judging["val"], "val", owners["val"]
+        else:  # the training tiles stand in for a validation split
+            X_eval, y_eval, truth, evaluated_on, eval_owners = X_val, y_val, None, "val", []
+        X_eval, y_eval, held_out = judged_images(X_eval, y_eval, eval_owners, drawn, {p.name for p in references},
+                                                 truth=truth)
         ctx.progress(0.03, f"measuring the current predictor on the held-out images ({evaluated_on})")
         ref_metrics = {}
         for p in references:

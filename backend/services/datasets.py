@@ -67,7 +67,10 @@ def build_dataset(session: Session, store: BlobStore, project_id: int, progress=
 
     QC: cells under 15 px are dropped, then images with fewer than 20 cells. Each image is cut
     into 256×256 tiles; ``datasets/<id>/<split>.npz`` holds ``X`` (N,256,256,C) float32 and ``y``
-    (N,256,256,2) int32 (whole-cell, nuclear). Arrays are written before the row is committed.
+    (N,256,256,2) int32 (whole-cell, nuclear). The held-out splits (val, test) also hold
+    ``y_judge``: the labels model versions are judged by — the image's uploaded ground truth when
+    it labels every feature the project measures, else its approved labels — and ``ground_truth``
+    (N,) bool, which tiles are ground truth. Arrays are written before the row is committed.
     """
     project = session.get(Project, project_id)
     images = approved_images(session, project_id)
@@ -95,16 +98,27 @@ def build_dataset(session: Session, store: BlobStore, project_id: int, progress=
     splits = assign_splits(kept)
     n_tiles = {}
     by_id = {i.id: i for i in images}
+    features = list(project.features or ["whole_cell", "nuclear"])
     for s_index, split in enumerate(SPLITS):
-        xs, ys = [], []
+        xs, ys, judge, is_truth = [], [], [], []
         for image_id in splits[split]:
             raw = store.get_array(by_id[image_id].raw_key).astype(np.float32)
             xs += [np.moveaxis(t, 0, -1) for t in tiles(raw)]
             ys += [np.moveaxis(t, 0, -1) for t in tiles(labels_by_id[image_id])]
+            if split != "train":
+                truth = judging_truth(store, by_id[image_id], features)
+                source = labels_by_id[image_id] if truth is None else truth
+                judged = [np.moveaxis(t, 0, -1) for t in tiles(source)]
+                judge += judged
+                is_truth += [truth is not None] * len(judged)
         c = images[0].n_channels
         X = np.stack(xs).astype(np.float32) if xs else np.zeros((0, TILE, TILE, c), np.float32)
         y = np.stack(ys).astype(np.int32) if ys else np.zeros((0, TILE, TILE, 2), np.int32)
-        store.put_arrays(f"{ds.key_prefix}/{split}.npz", X=X, y=y)
+        extra = {}
+        if split != "train":
+            extra = {"y_judge": np.stack(judge).astype(np.int32) if judge else np.zeros_like(y),
+                     "ground_truth": np.asarray(is_truth, dtype=bool)}
+        store.put_arrays(f"{ds.key_prefix}/{split}.npz", X=X, y=y, **extra)
         n_tiles[split] = int(X.shape[0])
         # no progress rows from here on: this session holds the write lock (SQLite would deadlock)
     ds.image_ids = splits
@@ -113,6 +127,18 @@ def build_dataset(session: Session, store: BlobStore, project_id: int, progress=
              "label_sources": label_sources(session, kept)}
     session.flush()
     return ds
+
+
+def judging_truth(store: BlobStore, image: Image, features: list[str]) -> np.ndarray | None:
+    """An image's uploaded ground truth, (2, H, W), when it labels every feature the project
+    measures (whole-cell, nuclear); else None."""
+    if not image.ground_truth_key:
+        return None
+    truth = labels_io.get_labels(store, image.ground_truth_key)
+    needed = [f for f, name in enumerate(("whole_cell", "nuclear")) if name in features]
+    if truth.shape != (2, image.height, image.width) or not all(truth[f].any() for f in needed):
+        return None
+    return truth
 
 
 def tile_images(session: Session, ds: DatasetVersion, split: str) -> list[int]:
@@ -137,3 +163,12 @@ def drawn_by(session: Session, ds: DatasetVersion) -> dict[int, str]:
 def load_split(store: BlobStore, ds: DatasetVersion, split: str) -> tuple[np.ndarray, np.ndarray]:
     arrays = store.get_arrays(f"{ds.key_prefix}/{split}.npz")
     return arrays["X"], arrays["y"]
+
+
+def load_judging_labels(store: BlobStore, ds: DatasetVersion, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels to judge by, (N,) bool: which tiles are ground truth) of a held-out split; datasets
+    built before ground truth was kept for judging give their approved labels, none ground truth."""
+    arrays = store.get_arrays(f"{ds.key_prefix}/{split}.npz")
+    if "y_judge" in arrays:
+        return arrays["y_judge"], arrays["ground_truth"].astype(bool)
+    return arrays["y"], np.zeros(arrays["y"].shape[0], dtype=bool)

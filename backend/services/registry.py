@@ -113,7 +113,8 @@ def apply_promotion_rule(session: Session, mv: ModelVersion) -> bool:
 
     The training job measures the candidate and the predictor the next round would otherwise
     use — the promoted version, else the better of the generalist and the classical baseline —
-    through the same predict path on the same held-out approved images. A candidate without a
+    through the same predict path on the same held-out images (judged by the lab's ground truth
+    where it uploaded one, else by the approved labels). A candidate without a
     measured reference, or one that does not score strictly higher, is never promoted.
     """
     project = session.get(Project, mv.project_id)

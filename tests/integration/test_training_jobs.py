@@ -87,6 +87,9 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         # nothing was chosen on the validation image (last weights, inherited settings): it is
         # held out as well, and the candidate and its reference are measured on both images
         assert v1.metrics["evaluated_on"] == "test+val" and v1.metrics["history"]["kept"] == "last"
+        # both held-out images came with the lab's ground truth: judged by it, none left out
+        held = v1.metrics["held_out"]
+        assert held["ground_truth"] == held["images"] and len(held["images"]) == 2 and held["left_out"] == {}
         registry.promote(s, v1.id)
         rt.queue.enqueue(s, "worker.jobs.evaluate_model", project_id=project_id, model_version_id=v1.id)
     rt.queue.join()
@@ -120,6 +123,53 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         assert versions[2].status == "failed" and "out of GPU memory" in versions[2].error
         assert versions[1].status == "promoted"
         assert registry.promoted(s, project_id).id == v1.id
+
+
+def test_held_out_images_are_judged_by_their_ground_truth_where_it_labels_every_feature(rt):
+    """The held-out splits keep, beside the approved labels a model never trains on, the labels
+    versions are judged by: the uploaded ground truth, or the approved labels when the truth
+    misses a feature (here: whole-cell truth only)."""
+    import numpy as np
+
+    from backend.services import datasets, labels_io
+
+    with rt.db.session() as s:
+        project = create_project(s, "judging", ["DAPI", "membrane"], auto_promote=False)
+        uploads = [Upload(f"j{i}.npz", synthetic_npz(256, 256, 2, seed=60 + i)) for i in range(5)]
+        images = import_images(s, rt.store, project, uploads)
+        splits = datasets.assign_splits([i.id for i in images])
+        whole_only = splits["test"][0]  # a held-out image whose truth has whole cells only
+        for image in images:
+            truth = labels_io.get_labels(rt.store, image.ground_truth_key)
+            if image.id == whole_only:
+                truth[1] = 0
+                rt.store.put_arrays(image.ground_truth_key, labels=truth)
+            labels = truth.copy()
+            labels[0][labels[0] == labels[0].max()] = 0  # the crowd missed a cell the truth has
+            if image.id == whole_only:
+                labels[1] = labels_io.get_labels(rt.store, image.ground_truth_key)[0]
+            key = f"images/{image.id}/approved.npz"
+            labels_io.put_labels(rt.store, key, labels)
+            image.status, image.labels_key = "approved", key
+        s.flush()
+        ds = datasets.build_dataset(s, rt.store, project.id)
+        assert ds.image_ids == splits and splits["val"]
+        for split in ("val", "test"):
+            _, y = datasets.load_split(rt.store, ds, split)
+            judge, on_truth = datasets.load_judging_labels(rt.store, ds, split)
+            owners = datasets.tile_images(s, ds, split)
+            assert judge.shape == y.shape and on_truth.shape == (y.shape[0],) and len(owners) == y.shape[0]
+            for k, image_id in enumerate(owners):
+                image = s.get(Image, image_id)
+                truth = labels_io.get_labels(rt.store, image.ground_truth_key)
+                assert bool(on_truth[k]) is (image_id != whole_only)
+                if image_id == whole_only:  # its approved labels, as trained on (after QC)
+                    np.testing.assert_array_equal(judge[k], y[k])
+                else:  # the truth, with the cell the crowd missed
+                    np.testing.assert_array_equal(judge[k], np.moveaxis(truth, 0, -1))
+                    assert not np.array_equal(judge[k], y[k])
+        arrays = rt.store.get_arrays(f"{ds.key_prefix}/train.npz")
+        assert "y_judge" not in arrays  # a training split is never judged on
 
 
 def test_a_worse_candidate_is_never_promoted(rt, monkeypatch):
