@@ -9,11 +9,13 @@ Rounds are balanced by difficulty (:func:`balanced_rounds`): images differ far m
 round's model gain. Of sixteen 512² synthetic images, the shipped generalist left 99 cells to fix
 (both features) on one and 560 on another; dealt by cell count (one image of each stratum per
 round), the rounds still held 813 to 1,190 of the generalist's errors, and round 1's
-corrections rose while its model was better. Each image's difficulty is what the round-0
-reference (the generalist, else the classical baseline) gets wrong on it against the truth —
-measured once, before any round, by a predictor no round trains — and the rounds are dealt so
-their totals are as even as the images allow (on those sixteen, within 5 %). A round's
-corrections then follow its model rather than its draw.
+corrections rose while its model was better. Each image's difficulty is what the two predictors
+round 0 chooses between (the generalist and the classical baseline) get wrong on it against the
+truth — measured once, before any round, by predictors no round trains — and the rounds are
+dealt so that their totals of both are as even as the images allow (on those sixteen, the
+generalist's within 5 %). Balancing one predictor's errors is not enough: on 18 images of
+another generator, dealt by the generalist's errors, the baseline that predicted rounds 0 and 1
+made 78 errors per crop on round 0's images and 108 on round 1's.
 """
 
 from __future__ import annotations
@@ -28,22 +30,25 @@ class SimulationDataError(ValueError):
     """The data file cannot feed the simulation (the message says why)."""
 
 
-def balanced_rounds(difficulty: list[float], rounds: int, per_round: int, seed: int) -> list[list[int]]:
+def balanced_rounds(difficulty: list, rounds: int, per_round: int, seed: int) -> list[list[int]]:
     """Deal ``rounds * per_round`` images to the rounds so that the rounds' total difficulty is as
     even as the images allow.
 
-    The hardest image first, each goes to the round with room and the least difficulty so far;
-    then swaps of two images between two rounds are made while one narrows the totals (their sum
-    of squares falls). ``seed`` shuffles which round gets which group. Returns, per round, the
-    indices of its images into ``difficulty``, in increasing order.
+    ``difficulty`` holds one number per image, or one tuple per image (several measures, e.g. the
+    errors of two predictors; each is scaled by its mean so that they weigh alike). The hardest
+    image first (by the sum of its scaled measures), each goes to the round with room and the least
+    difficulty so far; then swaps of two images between two rounds are made while one narrows the
+    totals (their sum of squares falls). ``seed`` shuffles which round gets which group. Returns,
+    per round, the indices of its images into ``difficulty``, in increasing order.
     """
     if len(difficulty) != rounds * per_round:
         raise ValueError(f"{len(difficulty)} images cannot fill {rounds} rounds of {per_round}")
-    d = [float(v) for v in difficulty]
+    d = np.asarray(difficulty, dtype=np.float64).reshape(len(difficulty), -1)
+    d = d / np.where(d.mean(axis=0) > 0, d.mean(axis=0), 1.0)
     groups: list[list[int]] = [[] for _ in range(rounds)]
-    totals = [0.0] * rounds
-    for i in sorted(range(len(d)), key=lambda i: (-d[i], i)):
-        g = min((g for g in range(rounds) if len(groups[g]) < per_round), key=lambda g: (totals[g], g))
+    totals = np.zeros((rounds, d.shape[1]))
+    for i in sorted(range(len(d)), key=lambda i: (-d[i].sum(), i)):
+        g = min((g for g in range(rounds) if len(groups[g]) < per_round), key=lambda g: (totals[g].sum(), g))
         groups[g].append(i)
         totals[g] += d[i]
     while True:  # the best improving swap, until none improves
@@ -54,7 +59,7 @@ def balanced_rounds(difficulty: list[float], rounds: int, per_round: int, seed: 
                 for ia, i in enumerate(groups[a]):
                     for jb, j in enumerate(groups[b]):
                         delta = d[i] - d[j]  # moving i to b and j to a
-                        change = 2 * delta * (delta - gap)  # change of totals[a]² + totals[b]²
+                        change = float(2 * delta @ (delta - gap))  # change of |totals[a]|² + |totals[b]|²
                         if change < best[0] - 1e-9:
                             best = (change, (a, b, ia, jb))
         if best[1] is None:
@@ -68,26 +73,29 @@ def balanced_rounds(difficulty: list[float], rounds: int, per_round: int, seed: 
     return [sorted(groups[int(g)]) for g in order]
 
 
-def reference_predictor():
-    """The predictor whose errors measure an image's difficulty: the shipped generalist, else the
-    classical baseline (what round 0 chooses between; no round trains either)."""
+def reference_predictors() -> list:
+    """The predictors whose errors measure an image's difficulty: the two round 0 chooses between,
+    the shipped generalist (when installed) and the classical baseline; no round trains either."""
     from worker.predict import BASELINE, generalist_predictor
 
     try:
-        return generalist_predictor()
+        return [generalist_predictor(), BASELINE]
     except FileNotFoundError:
-        return BASELINE
+        return [BASELINE]
 
 
-def difficulty(predictor, image: np.ndarray, truth: np.ndarray) -> int:
-    """Cells to fix (error units, both features) of ``predictor`` on a (C, H, W) image against its
-    (2, H, W) truth, through the product's predict path."""
+def difficulty(predictors: list, image: np.ndarray, truth: np.ndarray) -> tuple[int, ...]:
+    """Cells to fix (error units, both features) of each predictor on a (C, H, W) image against
+    its (2, H, W) truth, through the product's predict path."""
     from backend.core.crowd_simulation import error_units
     from worker.predict import predict_image
 
     image = np.asarray(image, np.float32)
-    labels = predict_image(predictor, image, membrane_channel=1 if image.shape[0] > 1 else None)
-    return sum(len(error_units(labels[f], np.asarray(truth[f], np.int32))) for f in range(2))
+    out = []
+    for predictor in predictors:
+        labels = predict_image(predictor, image, membrane_channel=1 if image.shape[0] > 1 else None)
+        out.append(sum(len(error_units(labels[f], np.asarray(truth[f], np.int32))) for f in range(2)))
+    return tuple(out)
 
 
 def cell_count(labels: np.ndarray) -> int:
@@ -117,10 +125,10 @@ class SyntheticImages:
         from backend.services.demo import synthetic_npz
 
         if self._plan is None:  # every image of the run is drawn once to measure its difficulty
-            reference = reference_predictor()
+            references = reference_predictors()
             tissues = (synthetic_tissue(self.size, self.size, n_channels=self.channels, seed=self._seed(i))
                        for i in range(self.rounds * self.images_per_round))
-            scores = [difficulty(reference, t.image, t.labels) for t in tissues]
+            scores = [difficulty(references, t.image, t.labels) for t in tissues]
             self._plan = balanced_rounds(scores, self.rounds, self.images_per_round, self.seed)
         return [(f"sim_r{r}_{k:03d}.npz", synthetic_npz(self.size, self.size, self.channels, seed=self._seed(i)))
                 for k, i in enumerate(self._plan[r])]
@@ -163,8 +171,8 @@ class LabelledFileImages:
                 f"{Path(path).name} holds {self.X.shape[0]} images; {rounds} rounds of {images_per_round} "
                 f"plus {test_images} held-out test images need {needed} (lower --images or --rounds)")
         self.path, self.images_per_round, self.n_test = Path(path), images_per_round, test_images
-        reference = reference_predictor()
-        scores = [difficulty(reference, np.moveaxis(self.X[i], -1, 0), np.moveaxis(self.y[i], -1, 0))
+        references = reference_predictors()
+        scores = [difficulty(references, np.moveaxis(self.X[i], -1, 0), np.moveaxis(self.y[i], -1, 0))
                   for i in range(test_images, needed)]
         self._plan = [[test_images + j for j in picked]
                       for picked in balanced_rounds(scores, rounds, images_per_round, seed=0)]
