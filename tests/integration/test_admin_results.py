@@ -112,3 +112,18 @@ def test_promote_and_roll_back_model_versions(admin_http, runtime, project_id):
     r = admin_http.post(f"/api/projects/{project_id}/retrain", json={"steps": 10, "backbone": "small"})
     assert r.status_code == 400 and "approved" in r.json["error"]
     assert admin_http.post(f"/api/projects/{project_id}/retrain", json={"steps": "many"}).json["field"] == "steps"
+
+
+def test_the_models_table_says_what_each_score_was_judged_on(admin_http, runtime, project_id):
+    held = {"images": [3, 5, 8], "ground_truth": [3, 5], "left_out": {"9": "model v1"}}
+    with runtime.db.session() as s:
+        s.add(ModelVersion(project_id=project_id, version=1, status="ready", key="models/1/model.keras",
+                           metrics={"f1": 0.91, "headline": 0.93, "evaluated_on": "test+val", "held_out": held}))
+        s.add(ModelVersion(project_id=project_id, version=2, status="ready", key="models/2/model.keras",
+                           metrics={"f1": 0.9, "headline": 0.92, "evaluated_on": "test",
+                                    "held_out": {"images": [4], "ground_truth": [], "left_out": {}}}))
+    page = admin_http.get(f"/projects/{project_id}/rounds")
+    assert page.status_code == 200
+    text = re.sub(r"\s+", " ", page.get_data(as_text=True))
+    assert "test + val, 3 image(s); 2 on ground truth; 1 left out (drawn by model v1)" in text
+    assert re.search(r"0\.920<div class=\"small muted\">test</div>", text)
