@@ -379,6 +379,8 @@ def scheduler(once: bool, interval: float) -> None:
 @click.option("--profiles", default="careful*2,hasty,spammer", show_default=True,
               help="Simulated annotators: careful, hasty, spammer (NAME*N repeats).")
 @click.option("--train-steps", default=200, show_default=True)
+@click.option("--truth-images", type=int, default=None,
+              help="Upload only the first K images of each round with their truth (default: all).")
 @click.option("--steps-per-image", default=0, show_default=True,
               help="Train this many steps per approved image instead of --train-steps (0: off).")
 @click.option("--backbone", type=click.Choice(["small", "resnet50"]), default="small", show_default=True)
@@ -388,7 +390,7 @@ def scheduler(once: bool, interval: float) -> None:
 @click.option("--out", "out_dir", default="simulation", show_default=True, type=click.Path(path_type=Path),
               help="Where report.json and the learning curves go.")
 def simulate(images, size, channels, data, test_images, rounds, annotators_per_crop, profiles, train_steps,
-             steps_per_image, backbone, seed, promotion, out_dir):
+             truth_images, steps_per_image, backbone, seed, promotion, out_dir):
     """Run the whole loop unattended: simulated crowd and reviewer, training, promotion, report."""
     from worker.simulate import SimulationConfig, SimulationError, run_simulation
 
@@ -403,7 +405,8 @@ def simulate(images, size, channels, data, test_images, rounds, annotators_per_c
         n_channels = int(channels)
     try:
         config = SimulationConfig(images=images, size=size, channels=n_channels, data=data,
-                                  data_channels=data_channels, test_images=test_images, rounds=rounds,
+                                  data_channels=data_channels, test_images=test_images, truth_images=truth_images,
+                                  rounds=rounds,
                                   annotators_per_crop=annotators_per_crop, profiles=profiles,
                                   train_steps=train_steps, steps_per_image=steps_per_image, backbone=backbone, seed=seed, promotion=promotion,
                                   out_dir=out_dir)

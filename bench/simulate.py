@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="a labelled NPZ (X (N,H,W,C), y (N,H,W,2)) instead of synthetic images")
     parser.add_argument("--data-channels", default=None, help="nuclear[,membrane] channel indices of --data")
     parser.add_argument("--test-images", type=int, default=2)
+    parser.add_argument("--truth-images", type=int, default=None,
+                        help="upload only the first K images of each round with their truth (default: all); "
+                             "the simulated crowd still aims at every image's truth")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: in the temporary instance)")
     parser.add_argument("--policy", default="all",
@@ -175,7 +178,8 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
                               train_steps=args.steps or 1,
                               steps_per_image=0 if args.steps else args.steps_per_image,
                               backbone=args.backbone, seed=args.seed,
-                              test_images=args.test_images, promotion=args.promotion,
+                              test_images=args.test_images, truth_images=args.truth_images,
+                              promotion=args.promotion,
                               policy=policy_of(args, policy_name),
                               out_dir=(args.out / policy_name if args.out else instance / "report"))
     started = time.perf_counter()
@@ -227,6 +231,7 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
         "approved_label_f1_by_round": report["approved_label_f1_by_round"],
         "uncertainty_vs_corrections": report["uncertainty_vs_corrections"],
         "data": str(args.data) if args.data else "synthetic",
+        "truth_images_per_round": args.truth_images,
         "spammer_caught": report["spammer_caught"],
         "rounds": args.rounds, "images_per_round": args.images, "size": args.size, "steps_by_round": steps,
         "backbone": args.backbone, "promotion": args.promotion, "minutes": report["minutes"],

@@ -72,6 +72,10 @@ class SimulationConfig:
     approve_f1: float = 0.9
     redo_f1: float = 0.4
     test_images: int = 2
+    # None: every image is uploaded with its truth (gold crops anywhere; promotion judges held-out
+    # images by it). K: only the first K images of each round are; the simulated people still see
+    # the others' truth, which the product never does (a lab with ground truth for a few images)
+    truth_images: int | None = None
     promotion: str = "rule"  # "rule": the project's auto-promotion; "always": the admin promotes each version
     project_name: str | None = None
     data: Path | None = None  # a lab's labelled NPZ instead of the synthetic generator
@@ -90,7 +94,9 @@ class SimulationConfig:
                   (self.backbone in ("small", "resnet50"), "backbone must be small or resnet50"),
                   (self.promotion in ("rule", "always"), "promotion must be rule or always"),
                   (0.0 < self.approve_f1 <= 1.0, "approve_f1 must be in (0, 1]"),
-                  (0 <= self.test_images <= 50, "test_images must be between 0 and 50")]
+                  (0 <= self.test_images <= 50, "test_images must be between 0 and 50"),
+                  (self.truth_images is None or 0 <= self.truth_images <= self.images,
+                   "truth images must be between 0 and the images per round")]
         for ok, message in checks:
             if not ok:
                 raise SimulationError(message)
@@ -281,11 +287,13 @@ class SimAnnotator:
 
 
 class Oracle:
-    """Ground truth the simulated people look at: what the import stored; read, never written."""
+    """Ground truth the simulated people look at: what the import stored, else the truth the
+    simulation kept from an image it uploaded without (by the image's name); read, never written."""
 
     def __init__(self, runtime):
         self.runtime = runtime
         self._truths: dict[int, np.ndarray] = {}
+        self.kept: dict[str, np.ndarray] = {}  # image name -> (2, H, W) truth the product was not given
 
     def image(self, image_id: int) -> np.ndarray:
         """(2, H, W) int32 ground truth of an image."""
@@ -293,10 +301,14 @@ class Oracle:
             from backend.services import labels_io
 
             with self.runtime.db.session() as s:
-                key = s.get(Image, image_id).ground_truth_key
-            if not key:
+                image = s.get(Image, image_id)
+                key, name = image.ground_truth_key, image.name
+            if key:
+                self._truths[image_id] = labels_io.get_labels(self.runtime.store, key)
+            elif name in self.kept:
+                self._truths[image_id] = self.kept[name]
+            else:
                 raise SimulationError(f"image {image_id} has no ground truth; the simulation needs it")
-            self._truths[image_id] = labels_io.get_labels(self.runtime.store, key)
         return self._truths[image_id]
 
     def crop(self, crop_id: int) -> tuple[np.ndarray, bool]:
@@ -459,8 +471,20 @@ class Simulation:
     def upload_images(self, r: int) -> None:
         """This round's images (TissueNet NPZ with ground truth), through the admin API."""
         files = self.config.source.round_files(r)
+        if self.config.truth_images is not None:
+            files = [(name, blob if k < self.config.truth_images else self.without_truth(name, blob))
+                     for k, (name, blob) in enumerate(files)]
         body, content_type = multipart(files)
         self.admin.call("POST", f"/api/projects/{self.pid}/images", data=body, headers={"Content-Type": content_type})
+
+    def without_truth(self, name: str, blob: bytes) -> bytes:
+        """An NPZ upload without its truth ``y``, which the oracle keeps under the image's name."""
+        with np.load(io.BytesIO(blob)) as arrays:
+            X, y = arrays["X"], arrays["y"]
+        self.oracle.kept[name] = np.ascontiguousarray(np.moveaxis(y, -1, 0), dtype=np.int32)  # imported as ``name``
+        buf = io.BytesIO()
+        np.savez_compressed(buf, X=X)
+        return buf.getvalue()
 
     def check_all_approved(self, r: int) -> None:
         with self.runtime.db.session() as s:

@@ -163,6 +163,23 @@ def test_a_budget_round_spends_at_most_its_budget_on_the_crowd(pg_runtime, tmp_p
     assert [mv.config["steps"] for mv in trained] == [2]
 
 
+def test_images_uploaded_without_truth_are_annotated_against_the_truth_the_simulation_kept(runtime, tmp_path):
+    config = SimulationConfig(images=2, size=300, channels=2, rounds=1, annotators_per_crop=1,
+                              profiles="careful", train_steps=2, backbone="small", seed=5, test_images=1,
+                              truth_images=1, out_dir=tmp_path / "report")
+    report = run_simulation(runtime, config)
+    with runtime.db.session() as s:
+        images = s.scalars(select(Image).where(Image.project_id == report["project_id"]).order_by(Image.id)).all()
+        gold = {c.image_id for c in s.scalars(select(Crop).where(Crop.is_gold.is_(True)))}
+        assert [i.ground_truth_key is not None for i in images] == [True, False]
+        assert all(i.status == "approved" for i in images)
+        assert gold <= {images[0].id}  # gold crops only where the product holds the truth
+    # the crowd fixed the image the product has no truth for as well as the other
+    assert report["approved_label_f1"] > 0.9
+    with pytest.raises(SimulationError, match="truth images"):
+        SimulationConfig(images=2, truth_images=3)
+
+
 def test_a_bad_policy_is_a_config_error():
     with pytest.raises(SimulationError, match="budget"):
         SimulationConfig(policy={"policy": "budget"})
