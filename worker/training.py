@@ -353,7 +353,8 @@ def train_version(ctx, project_id: int, dataset_id: int, steps: int, backbone: s
 
 
 def evaluate_version(ctx, model_version_id: int, dataset_id: int | None = None) -> dict:
-    """Re-evaluate a stored version on a dataset's test split (default: its own dataset)."""
+    """Re-evaluate a stored version on a dataset's test split (default: its own dataset), judged
+    as promotion judges: by uploaded ground truth where an image has it, else approved labels."""
     from worker.predict import predict_image, version_predictor
 
     with ctx.db.session() as s:
@@ -361,7 +362,8 @@ def evaluate_version(ctx, model_version_id: int, dataset_id: int | None = None) 
         ds = s.get(DatasetVersion, dataset_id or mv.dataset_id)
         mpp = s.get(Project, mv.project_id).pixel_size_um
         predictor = version_predictor(mv, ctx.store)
-        X, y = datasets.load_split(ctx.store, ds, "test")
+        X, _ = datasets.load_split(ctx.store, ds, "test")
+        y, _ = datasets.load_judging_labels(ctx.store, ds, "test")
     metrics = evaluate_predictions(lambda img: predict_image(predictor, img, mpp=mpp), X, y)
     with ctx.db.session() as s:
         mv = s.get(ModelVersion, model_version_id)
