@@ -1,6 +1,6 @@
 """Figures of a project for the admin console: per round, per image, per job.
 
-Per round (the dashboard): model F1 on the held-out approved images, corrections per crop (changed pixels and
+Per round (the dashboard): model F1 on the held-out images, corrections per crop (changed pixels and
 changed cells between the crop's starting labels and the annotator's submission), median active
 time per crop, and crowd–expert agreement (F1 of the stitched crowd labels against the labels an
 expert approved). Everything is computed on request from the project's own rows — a few grouped
@@ -34,7 +34,8 @@ class RoundFigures:
     number, round_id, status : int, int, str
         The round (``open`` | ``closed``).
     model_f1 : float or None
-        Whole-cell F1 (0–1) on the held-out approved images of the model that predicted the round.
+        Whole-cell F1 (0–1) of the model that predicted the round, on the held-out images (judged by
+        their uploaded ground truth where there is one, else by their approved labels).
     f1_source : str
         ``"model v<N>"``, ``"baseline"`` (round predicted by the classical segmenter: its F1 is
         the reference the first trained version was compared with) or ``""``.
@@ -89,7 +90,7 @@ class ChartSpec:
 
 
 CHARTS = (
-    ChartSpec("model_f1", "model_f1", "Model F1 on held-out approved images (whole-cell)", "F1",
+    ChartSpec("model_f1", "model_f1", "Model F1 on held-out images (whole-cell)", "F1",
               "no model figures yet: train a model version", (0.0, 1.0)),
     ChartSpec("changed_pixels", "changed_pixels_per_crop", "Corrections: changed pixels per crop",
               "pixels / crop", "no submissions yet"),
