@@ -549,7 +549,7 @@ class Simulation:
                           not task.get("reopen_reason"), pixels, cells, float(seconds), tool_calls,
                           gold_gain=crowd.gold_gain(start, final, truth) if gold else None,
                           true_cells=sum(cell_count(t) for t in truth),
-                          start_errors=sum(len(crowd.error_units(start[f], truth[f])) for f in range(2)))
+                          start_errors=crowd.cells_to_fix(start, truth))
 
     def split_merged_cells(self, who: SimAnnotator, base: str, token: str, labels: np.ndarray,
                            truth: np.ndarray) -> tuple[np.ndarray, int]:
@@ -745,7 +745,7 @@ class HeldOutTest:
             predictions = [predict_image(predictor, np.moveaxis(x, -1, 0)) for x in self.X]
             m = evaluate_predictions(lambda img, it=iter(predictions): next(it), self.X, self.y)
             # what an honest annotator would have to fix on these images (both features), per image
-            to_fix = [sum(len(crowd.error_units(p[f], np.asarray(t[..., f], np.int32))) for f in range(2))
+            to_fix = [crowd.cells_to_fix(p, np.moveaxis(t, -1, 0))
                       for p, t in zip(predictions, self.y)]
             self._cache[cache_key] = {"f1": m["f1"], "nuclear_f1": m["nuclear_f1"], "predictor": predictor.name,
                                       "cells_to_fix": _mean(to_fix)}

@@ -87,14 +87,14 @@ def reference_predictors() -> list:
 def difficulty(predictors: list, image: np.ndarray, truth: np.ndarray) -> tuple[int, ...]:
     """Cells to fix (error units, both features) of each predictor on a (C, H, W) image against
     its (2, H, W) truth, through the product's predict path."""
-    from backend.core.crowd_simulation import error_units
+    from backend.core.crowd_simulation import cells_to_fix
     from worker.predict import predict_image
 
     image = np.asarray(image, np.float32)
     out = []
     for predictor in predictors:
         labels = predict_image(predictor, image, membrane_channel=1 if image.shape[0] > 1 else None)
-        out.append(sum(len(error_units(labels[f], np.asarray(truth[f], np.int32))) for f in range(2)))
+        out.append(cells_to_fix(labels, truth))
     return tuple(out)
 
 

@@ -263,6 +263,12 @@ def error_units(labels: np.ndarray, truth: np.ndarray, match_iou: float = MATCH_
 
 # ------------------------------------------------------------------ brush-like edits
 
+def cells_to_fix(labels: np.ndarray, truth: np.ndarray) -> int:
+    """Error units of a (2, H, W) label stack against its (2, H, W) truth, both features: what an
+    annotator who fixed everything would fix."""
+    return sum(len(error_units(labels[f], np.asarray(truth[f], np.int32))) for f in range(2))
+
+
 def jitter_mask(mask: np.ndarray, noise_px: float, rng: np.random.Generator) -> np.ndarray:
     """A hand-drawn copy of ``mask``: its outline moved in and out by up to ``noise_px``.
 

@@ -431,3 +431,16 @@ def test_flagging_is_a_threshold_on_the_mean_gain(gains, min_gain):
     means = {w: float(np.mean(v)) for w, v in gains.items()}
     assert set(flagged) == {w for w, m in means.items() if m < min_gain}
     assert [means[w] for w in flagged] == sorted(means[w] for w in flagged)
+
+
+def test_cells_to_fix_counts_the_error_units_of_both_features():
+    from backend.core.crowd_simulation import cells_to_fix, error_units
+    from backend.core.synthetic import synthetic_tissue
+
+    truth = synthetic_tissue(96, 96, n_channels=2, seed=2).labels.astype(np.int32)
+    labels = truth.copy()
+    labels[0][labels[0] == labels[0].max()] = 0  # a missed cell
+    labels[1][labels[1] == 1] = 0
+    assert cells_to_fix(truth, truth) == 0
+    expected = len(error_units(labels[0], truth[0])) + len(error_units(labels[1], truth[1]))
+    assert cells_to_fix(labels, truth) == expected >= 2
