@@ -84,9 +84,10 @@ def test_train_evaluate_promote_predict_and_a_crash_keeps_the_promoted_version(r
         assert v1.postprocess == card["postprocess"]
         assert v1.scale["zoom"] == card["scale"]["zoom"] and v1.scale["nucleus_diameter"] > 0
         assert v1.metrics["history"]["batch_norm"] == "frozen"
-        # nothing was chosen on the validation image (last weights, inherited settings): it is
+        # nothing was chosen on the validation image (averaged weights, inherited settings): it is
         # held out as well, and the candidate and its reference are measured on both images
-        assert v1.metrics["evaluated_on"] == "test+val" and v1.metrics["history"]["kept"] == "last"
+        assert v1.metrics["evaluated_on"] == "test+val" and v1.metrics["history"]["kept"] == "average"
+        assert v1.metrics["history"]["averaged_epochs"] >= 1 and v1.config["keep"] == "average"
         # both held-out images came with the lab's ground truth: judged by it, none left out
         held = v1.metrics["held_out"]
         assert held["ground_truth"] == held["images"] and len(held["images"]) == 2 and held["left_out"] == {}

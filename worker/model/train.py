@@ -213,7 +213,7 @@ def train_model(
     freeze_batch_norm: bool | None = None,
     keep: str = "best",
 ):
-    """Train (or fine-tune) a PanopticNet; keep the weights of the best validation loss or the last.
+    """Train (or fine-tune) a PanopticNet; keep the best validation loss's weights, the last or an average.
 
     Parameters
     ----------
@@ -254,9 +254,10 @@ def train_model(
     freeze_batch_norm : bool or None
         Keep batch normalisation in inference mode (its statistics unchanged); None: when a
         model is given (fine-tuning on a project's few images), not when one is built.
-    keep : {"best", "last"}
-        Which weights to return: those of the epoch with the lowest validation loss, or the
-        last epoch's.
+    keep : {"best", "last", "average"}
+        Which weights to return: those of the epoch with the lowest validation loss, the last
+        epoch's, or the mean of the weights at the end of each epoch of the second half of
+        training (stochastic weight averaging, Izmailov et al. 2018).
 
     Returns
     -------
@@ -264,7 +265,7 @@ def train_model(
         The model with the weights ``keep`` chose.
     history : dict
         Per-epoch lists (``loss``, ``val_loss``, per-head losses) and ``best_epoch``,
-        ``best_val_loss``, ``kept`` (``"best"`` or ``"last"``), ``batch_norm`` (``"frozen"``
+        ``best_val_loss``, ``kept`` (``keep``), ``averaged_epochs``, ``batch_norm`` (``"frozen"``
         or ``"trained"``), ``epochs``, ``steps_per_epoch``, ``steps``, ``seconds``, ``backend``,
         ``devices``, ``gpu``.
     """
@@ -274,8 +275,8 @@ def train_model(
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if keep not in ("best", "last"):
-        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    if keep not in ("best", "last", "average"):
+        raise ValueError(f"keep must be 'best', 'last' or 'average', got {keep!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     X_train, y_train = _check_data(X_train, y_train, n_channels, "train")
@@ -305,7 +306,6 @@ def train_model(
               if freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     for layer in frozen:
         layer.trainable = False
-    compile_panoptic(model, lr=lr, jit_compile="auto" if devices["gpu"] else False)
 
     if normalize:
         X_train, X_val = preprocess(X_train), preprocess(X_val)
@@ -316,6 +316,7 @@ def train_model(
     if steps_per_epoch is None:
         steps_per_epoch = min(steps, max(10, math.ceil(X_train.shape[0] / batch_size)))
     epochs = max(1, round(steps / steps_per_epoch))
+    compile_panoptic(model, lr=lr, jit_compile="auto" if devices["gpu"] else False)
     train_batches = _augmented_batches(
         X_train, y_train, batch_size, steps_per_epoch, crop_size, seed, features,
         scale_range, intensity_jitter, channel_dropout,
@@ -324,6 +325,8 @@ def train_model(
 
     started = time.perf_counter()
     best = {"val_loss": math.inf, "epoch": 0, "weights": None}
+    first_averaged = epochs // 2 + 1  # 1-based: the second half of the epochs (all when one)
+    average = {"sum": None, "n": 0}
 
     class KeepBestAndReport(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -331,6 +334,11 @@ def train_model(
             val_loss = logs.get("val_loss", math.inf)
             if val_loss < best["val_loss"]:
                 best.update(val_loss=val_loss, epoch=epoch + 1, weights=self.model.get_weights())
+            if keep == "average" and epoch + 1 >= first_averaged:
+                weights = [np.asarray(w, np.float64) for w in self.model.get_weights()]
+                average["sum"] = weights if average["sum"] is None else [
+                    a + w for a, w in zip(average["sum"], weights)]
+                average["n"] += 1
             log.info("epoch %d/%d loss %.5f val_loss %.5f (%.0f s)", epoch + 1, epochs,
                      logs.get("loss", math.nan), val_loss, time.perf_counter() - started)
             if on_epoch is not None:
@@ -346,6 +354,9 @@ def train_model(
     )
     if keep == "best" and best["weights"] is not None:
         model.set_weights(best["weights"])
+    elif keep == "average" and average["n"]:
+        model.set_weights([(a / average["n"]).astype(w.dtype)
+                           for a, w in zip(average["sum"], model.get_weights())])
     for layer in frozen:  # saved as trainable: the next fine-tune decides again
         layer.trainable = True
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
@@ -353,6 +364,7 @@ def train_model(
         best_epoch=best["epoch"],
         best_val_loss=best["val_loss"],
         kept=keep,
+        averaged_epochs=average["n"],
         batch_norm="frozen" if frozen else "trained",
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,

@@ -123,6 +123,31 @@ def test_keep_last_returns_the_last_epochs_weights_even_when_an_earlier_one_vali
         train_model(None, X, y, X, y, n_channels=2, backbone="small", steps=1, keep="first")
 
 
+def test_keep_average_returns_the_mean_of_the_second_half_of_the_epochs_weights():
+    keras = pytest.importorskip("keras")
+    from worker.model.panoptic import build_panoptic
+    from worker.model.train import train_model
+
+    X, y = _tiles(range(4), size=48)
+    keras.utils.set_random_seed(3)
+    model = build_panoptic(2, "small")
+    seen = []
+
+    def record(epoch, n_epochs, logs):
+        seen.append([np.array(w, dtype=np.float64) for w in model.get_weights()])
+
+    model, history = train_model(model, X[:3], y[:3], X[3:], y[3:], n_channels=2, backbone="small",
+                                 steps=8, batch_size=2, lr=1e-2, steps_per_epoch=2, keep="average",
+                                 on_epoch=record)
+    assert history["epochs"] == 4 and history["averaged_epochs"] == 2 and history["kept"] == "average"
+    expected = [(a + b) / 2 for a, b in zip(seen[2], seen[3])]
+    got = model.get_weights()
+    assert all(np.allclose(g, e, atol=1e-6) for g, e in zip(got, expected))
+    moved = [not np.allclose(a, b) for a, b in zip(seen[2], seen[3])]
+    assert any(moved)  # the average differs from the last epoch's weights
+    assert not all(np.allclose(g, b, atol=1e-6) for g, b in zip(got, seen[3]))
+
+
 def test_train_model_rejects_mismatched_channels():
     pytest.importorskip("keras")
     from worker.model.train import train_model
