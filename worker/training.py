@@ -38,11 +38,11 @@ CALIBRATION_MIN_CELLS = 2000
 #: regulariser, while the validation loss of a project's one or two images picks noise (on six
 #: held-out synthetic 512² images a fine-tune of the generalist scored F1 0.9275 with the weights of
 #: its lowest validation loss, 0.9411 with its last). The last weights alone made fine-tunes of a
-#: fine-tune erratic: the generalist fine-tuned on 4 synthetic images (300 steps), then on 8 (600
-#: steps), scored 0.9525 then **0.9231** on five held-out images (0.9191 for the generalist; the
-#: drop is the weights, not the inherited post-processing: searched on those five images it stays
-#: 0.9107); with the weight average 0.9505 then 0.9559. Training from scratch keeps the weights of
-#: the lowest validation loss.
+#: fine-tune erratic: in one trial chain, the generalist fine-tuned on 4 synthetic images (300
+#: steps), then on 8 (600 steps), scored 0.9525 then **0.9231** on five held-out images (0.9191
+#: for the generalist; the drop is the weights, not the inherited post-processing: searched on
+#: those five images it stays 0.9107); with the weight average 0.9505 then 0.9559. Training from
+#: scratch keeps the weights of the lowest validation loss.
 KEEP_WEIGHTS = {"fine_tune": "average", "scratch": "best"}
 
 

@@ -306,6 +306,7 @@ def train_model(
               if freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
     for layer in frozen:
         layer.trainable = False
+    compile_panoptic(model, lr=lr, jit_compile="auto" if devices["gpu"] else False)
 
     if normalize:
         X_train, X_val = preprocess(X_train), preprocess(X_val)
@@ -316,7 +317,6 @@ def train_model(
     if steps_per_epoch is None:
         steps_per_epoch = min(steps, max(10, math.ceil(X_train.shape[0] / batch_size)))
     epochs = max(1, round(steps / steps_per_epoch))
-    compile_panoptic(model, lr=lr, jit_compile="auto" if devices["gpu"] else False)
     train_batches = _augmented_batches(
         X_train, y_train, batch_size, steps_per_epoch, crop_size, seed, features,
         scale_range, intensity_jitter, channel_dropout,
