@@ -229,6 +229,7 @@ def run_one(args, policy_name: str, quiet_json: bool = False) -> dict:
         "model_crops_by_round": report["model_crops_by_round"],
         "approved_label_f1": report["approved_label_f1"],
         "approved_label_f1_by_round": report["approved_label_f1_by_round"],
+        "approved_label_nuclear_f1_by_round": report["approved_label_nuclear_f1_by_round"],
         "uncertainty_vs_corrections": report["uncertainty_vs_corrections"],
         "data": str(args.data) if args.data else "synthetic",
         "truth_images_per_round": args.truth_images,

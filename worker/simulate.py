@@ -409,7 +409,8 @@ class Simulation:
             records += self.crowd_pass(r)
         self.review_pass(False, rejected, review)
         self.check_all_approved(r)
-        review["approved_label_f1"] = self.approved_label_f1(rnd["id"])
+        approved_f1 = self.approved_label_f1(rnd["id"])
+        review["approved_label_f1"], review["approved_label_nuclear_f1"] = approved_f1["f1"], approved_f1["nuclear_f1"]
         spending = self.crop_figures(rnd["id"], records)
         caught = self.catch_spammers(self.records + records)
         self.say(f"round {r}: {len(records)} submissions, {review['rejected_crops']} crop(s) sent back, "
@@ -432,8 +433,9 @@ class Simulation:
         summary = round_summary(r, rnd, f1, records, review, caught, training, self.runtime, time.perf_counter() - t0)
         return {**summary, **spending}
 
-    def approved_label_f1(self, round_id: int) -> float | None:
-        """Whole-cell F1 of the labels approved this round against the truth, pooled over images."""
+    def approved_label_f1(self, round_id: int) -> dict:
+        """F1 of the labels approved this round against the truth, pooled over images: ``f1``
+        (whole-cell) and ``nuclear_f1`` (what a fine-tune learns from, beside what it is judged on)."""
         from backend.core.metrics import aggregate, object_metrics
         from backend.models import Stitch
         from backend.services import labels_io
@@ -442,9 +444,12 @@ class Simulation:
             images = list(s.scalars(select(Stitch.image_id).where(Stitch.round_id == round_id,
                                                                  Stitch.status == "approved")))
             keys = {i: s.get(Image, i).labels_key for i in images}
-        results = [object_metrics(self.oracle.image(i)[0], labels_io.get_labels(self.runtime.store, k)[0])
-                   for i, k in keys.items() if k]
-        return round(float(aggregate(results).f1), 4) if results else None
+        pairs = [(self.oracle.image(i), labels_io.get_labels(self.runtime.store, k)) for i, k in keys.items() if k]
+        out = {}
+        for f, name in enumerate(("f1", "nuclear_f1")):
+            results = [object_metrics(truth[f], approved[f]) for truth, approved in pairs]
+            out[name] = round(float(aggregate(results).f1), 4) if results else None
+        return out
 
     def crop_figures(self, round_id: int, records: list[TaskRecord]) -> dict:
         """Crowd crops spent this round, and each crowd crop's score against the cells the honest
@@ -864,6 +869,7 @@ def build_report(config: SimulationConfig, project: dict, rounds: list[dict], re
         "model_crops_by_round": [r["model_crops"] for r in rounds],
         "approved_label_f1_by_round": [r["review"]["approved_label_f1"] for r in rounds],
         "approved_label_f1": _mean([r["review"]["approved_label_f1"] for r in rounds]),
+        "approved_label_nuclear_f1_by_round": [r["review"].get("approved_label_nuclear_f1") for r in rounds],
         "uncertainty_vs_corrections": _spearman([p for r in rounds for p in r["score_vs_changed"]]),
         "nuclear_f1_by_round": [r["nuclear_f1_heldout"] for r in rounds],
         "heldout_cells_to_fix_by_round": [r["cells_to_fix_heldout"] for r in rounds],

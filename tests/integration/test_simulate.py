@@ -156,6 +156,8 @@ def test_a_budget_round_spends_at_most_its_budget_on_the_crowd(pg_runtime, tmp_p
     assert set(submitted) == {c.id for c in crowd}  # nobody worked on a skipped crop
     assert max(c.expected_fixes for c in crops if c.source == "model") <= min(c.expected_fixes for c in crowd)
     assert 0.5 < report["approved_label_f1"] <= 1.0
+    assert len(report["approved_label_nuclear_f1_by_round"]) == 1
+    assert 0.5 < report["approved_label_nuclear_f1_by_round"][0] <= 1.0
     # one step per approved image (two), not the fixed train_steps
     assert [r["training"]["steps"] for r in report["rounds"]] == [2]
     with runtime.db.session() as s:
