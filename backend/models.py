@@ -219,6 +219,9 @@ class Assignment(Base):
     completion_code: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     agreement: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
     gold_score: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    # share of what the crop's starting labels got wrong that the submission fixed (gold crops;
+    # None: the start was already nearly perfect); see backend.core.crowd_simulation.gold_gain
+    gold_gain: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
 class LabelRevision(Base):

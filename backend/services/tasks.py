@@ -3,8 +3,12 @@
 Leasing rules: a crop of an open round that is not fused yet, whose current generation has fewer
 than k submitted or live leases, that this annotator has not worked on in this generation. A
 share of the tasks (the project's gold fraction) are gold crops, whose expert labels are known:
-their submissions score the annotator and never feed the data. Expired leases return the crop
-to the pool.
+their submissions score the annotator and never feed the data. A worker's first
+:data:`QUALIFYING_GOLD` tasks are gold crops (while any is left for them), and a worker whose gold
+submissions fix on average less than :data:`MIN_GOLD_GAIN` of what the crops' starting labels got
+wrong is blocked at once: a spammer's unchanged submissions never reach a fused crop, where one
+of two annotations passing the prediction through halves what the crowd fixed. Expired leases
+return the crop to the pool.
 
 A worker id is only a name anyone could type: a live task goes again (a reload) only to the browser
 holding its resume secret (:func:`backend.services.tokens.resume_secret`); see :func:`lease_task`.
@@ -122,10 +126,25 @@ def _candidates(session: Session, project: Project, annotator: Annotator, now: d
     return query
 
 
+#: A worker's first tasks in a project are this many gold crops (while any is left for them).
+QUALIFYING_GOLD = 2
+#: A worker whose gold gain (:func:`backend.core.crowd_simulation.gold_gain`) averages below this
+#: over at least :data:`QUALIFYING_GOLD` informative gold tasks is blocked automatically (an honest
+#: annotator fixes at least a twentieth of what was wrong on a crop that needed fixing).
+MIN_GOLD_GAIN = 0.05
+
+
 def _wants_gold(session: Session, project: Project, annotator: Annotator) -> bool:
-    """Mix gold tasks in at the project's fraction, deterministically per annotator history."""
+    """A new worker qualifies on gold first; after that gold tasks are mixed in at the project's
+    fraction, deterministically per annotator history."""
     if project.gold_fraction <= 0:
         return False
+    gold_done = session.scalar(
+        select(func.count(Assignment.id)).join(Crop, Crop.id == Assignment.crop_id)
+        .where(Assignment.annotator_id == annotator.id, Assignment.status == "submitted", Crop.is_gold.is_(True))
+    ) or 0
+    if gold_done < QUALIFYING_GOLD:
+        return True
     n_done = session.scalar(select(func.count(Assignment.id)).where(Assignment.annotator_id == annotator.id)) or 0
     rng = np.random.default_rng(annotator.id * 1_000_003 + n_done)
     return bool(rng.random() < project.gold_fraction)
@@ -370,6 +389,18 @@ def save_revision(session: Session, store: BlobStore, access: TaskAccess, labels
     return rev
 
 
+def _block_if_unqualified(session: Session, project: Project, annotator: Annotator) -> None:
+    """Block a worker whose gold gains so far average below :data:`MIN_GOLD_GAIN` (over at least
+    :data:`QUALIFYING_GOLD` gold tasks whose start needed fixing); their pending work is dropped."""
+    from backend.services.annotators import set_blocked
+
+    gains = [g for g in session.scalars(select(Assignment.gold_gain).where(
+        Assignment.annotator_id == annotator.id, Assignment.status == "submitted",
+        Assignment.gold_gain.isnot(None)))]
+    if not annotator.blocked and len(gains) >= QUALIFYING_GOLD and float(np.mean(gains)) < MIN_GOLD_GAIN:
+        set_blocked(session, project.id, annotator.id, True)
+
+
 def submit(session: Session, store: BlobStore, queue: JobQueue, access: TaskAccess, *,
            active_seconds: float, edit_count: int, now: datetime | None = None) -> dict:
     """Freeze the assignment, record effort, score gold, fuse when the crop has k submissions.
@@ -387,12 +418,17 @@ def submit(session: Session, store: BlobStore, queue: JobQueue, access: TaskAcce
     image = session.get(Image, crop.image_id)
     project = session.get(Project, image.project_id)
     if crop.is_gold and crop.gold_key:
+        from backend.core.crowd_simulation import gold_gain
         from backend.core.metrics import object_metrics
 
         labels, _ = current_labels(session, store, crop, assignment)
         gold = labels_io.get_labels(store, crop.gold_key)
         f1s = [object_metrics(gold[f], labels[f]).f1 for f in range(2) if gold[f].any() or labels[f].any()]
         assignment.gold_score = float(np.mean(f1s)) if f1s else 1.0
+        start, _ = current_labels(session, store, crop, None)
+        assignment.gold_gain = gold_gain(start, labels, gold)
+        session.flush()
+        _block_if_unqualified(session, project, session.get(Annotator, assignment.annotator_id))
     else:
         queue.enqueue(session, "worker.jobs.fuse_crop", project_id=project.id, crop_id=crop.id)
     action = platform_for(assignment.platform).completion(

@@ -28,7 +28,7 @@ def two_disks(h=100, w=100):
     return labels
 
 
-def make_project(rt, *, k=2, gold_fraction=0.0, platform="generic", with_truth=False, **settings):
+def make_project(rt, *, k=2, gold_fraction=0.0, platform="generic", with_truth=False, prediction=None, **settings):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 1000, size=(100, 100, 2), dtype=np.uint16)
     buf = io.BytesIO()
@@ -44,7 +44,8 @@ def make_project(rt, *, k=2, gold_fraction=0.0, platform="generic", with_truth=F
         rnd = Round(project_id=project.id, number=0)
         s.add(rnd)
         s.flush()
-        labels_io.put_labels(rt.store, labels_io.prediction_key(image.id, 0), two_disks())
+        labels_io.put_labels(rt.store, labels_io.prediction_key(image.id, 0),
+                             two_disks() if prediction is None else prediction)
         crops = crop_image(s, rt.store, image.id, rnd.id)
         return project.id, [c.id for c in crops]
 
@@ -196,27 +197,70 @@ def test_the_scheduler_pass_marks_expired_leases_only(runtime):
     assert not leftover.exists() and runtime.store.exists(labels_io.crop_key(crop_ids[0]))
 
 
-def test_gold_tasks_are_mixed_in_and_scored(client, runtime):
+def test_new_workers_qualify_on_gold_first_and_gold_is_scored(client, runtime):
     project_id, crop_ids = make_project(runtime, k=1, gold_fraction=0.5, with_truth=True)
     with runtime.db.session() as s:
         gold_ids = set(s.scalars(select(Crop.id).where(Crop.is_gold.is_(True))))
-    assert len(gold_ids) == 2  # round(0.5 * 4)
-    seen_gold = 0
-    for n in range(12):
-        r = lease(client, project_id, worker=f"w{n}")
-        assert r.status_code == 200
+    assert len(gold_ids) == 2 == tasks.QUALIFYING_GOLD  # round(0.5 * 4)
+
+    def work(worker):
+        r = lease(client, project_id, worker=worker)
+        assert r.status_code == 200, r.json
         crop_id, token = r.json["task"]["crop_id"], r.json["token"]
         if crop_id in gold_ids:
-            seen_gold += 1
             truth, base = get_labels(client, crop_id, token)  # the prediction equals the truth here
             assert put_labels(client, crop_id, token, truth, base).status_code == 201
-        client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 1}, headers=auth(token))
-    assert 2 <= seen_gold <= 10
+        assert client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 1},
+                           headers=auth(token)).status_code == 200
+        return crop_id
+
+    for n in range(6):  # every new worker's first tasks are the gold crops
+        assert {work(f"w{n}"), work(f"w{n}")} == gold_ids
+    assert work("w0") not in gold_ids  # qualified, and no gold left for them: real work
     with runtime.db.session() as s:
         scored = s.scalars(select(Assignment).where(Assignment.crop_id.in_(gold_ids))).all()
-        assert scored and all(a.gold_score == pytest.approx(1.0) for a in scored)
+        assert len(scored) == 12 and all(a.gold_score == pytest.approx(1.0) for a in scored)
+        assert all(a.gold_gain is None for a in scored)  # the start was already right: says nothing
         fuse_jobs = s.scalars(select(Job).where(Job.kind == "fuse_crop")).all()
         assert all(j.args["crop_id"] not in gold_ids for j in fuse_jobs)  # gold never feeds the data
+
+
+def test_a_worker_who_fixes_nothing_on_gold_is_blocked_before_any_real_work(client, runtime):
+    empty = np.zeros_like(two_disks())  # the prediction misses every cell: there is work to do
+    project_id, crop_ids = make_project(runtime, k=1, gold_fraction=0.5, with_truth=True, prediction=empty)
+    with runtime.db.session() as s:
+        gold_ids = set(s.scalars(select(Crop.id).where(Crop.is_gold.is_(True))))
+    truth = two_disks()
+
+    def gold_task(worker, fix):
+        r = lease(client, project_id, worker=worker)
+        assert r.status_code == 200, r.json
+        crop_id, token = r.json["task"]["crop_id"], r.json["token"]
+        assert crop_id in gold_ids
+        labels, base = get_labels(client, crop_id, token)
+        if fix:  # the expert labels of this crop: its window of the image's truth
+            with runtime.db.session() as s:
+                crop = s.get(Crop, crop_id)
+                window = truth[:, crop.y0:crop.y0 + labels.shape[1], crop.x0:crop.x0 + labels.shape[2]]
+            assert put_labels(client, crop_id, token, window, base).status_code == 201
+        assert client.post(f"/api/crowd/crops/{crop_id}/submit", json={"active_seconds": 1},
+                           headers=auth(token)).status_code == 200
+
+    for _ in range(2):
+        gold_task("spammer", fix=False)
+        gold_task("honest", fix=True)
+    r = lease(client, project_id, worker="spammer")
+    assert r.status_code == 403 and "no longer accepted" in r.json["error"]
+    r = lease(client, project_id, worker="honest")
+    assert r.status_code == 200 and r.json["task"]["crop_id"] not in gold_ids
+    with runtime.db.session() as s:
+        rows = s.execute(select(Assignment.external_worker_id, Assignment.gold_gain)
+                         .where(Assignment.crop_id.in_(gold_ids))).all()
+    gains = {}
+    for worker, gain in rows:
+        gains.setdefault(worker, []).append(gain)
+    assert gains["spammer"] == [pytest.approx(0.0)] * 2
+    assert gains["honest"] == [pytest.approx(1.0)] * 2
 
 
 def test_revisions_conflicts_and_bad_bodies(client, runtime):
