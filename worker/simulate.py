@@ -640,9 +640,11 @@ class Simulation:
         return sent_back
 
     def catch_spammers(self, records: list[TaskRecord]) -> dict:
-        """The admin's quality check: workers who do not improve gold crops are blocked through the
-        admin API, while enough workers remain to give every crop its k annotations. The gains are
-        what the platform can compute from its gold labels, starting labels and submissions."""
+        """The admin's quality check at the end of a round: workers who do not improve gold crops
+        are blocked through the admin API, while enough workers remain to give every crop its k
+        annotations (the product already blocks those who fail their first gold tasks, see
+        :data:`backend.services.tasks.QUALIFYING_GOLD`; this catches a worker who passed them). The
+        gains are what the platform can compute from its gold labels, starting labels and submissions."""
         gains: dict[str, list[float]] = {}
         for rec in records:
             if rec.gold_gain is not None:

@@ -422,11 +422,14 @@ def crowd_links_csv(project_id: int):
 @bp.get("/projects/<int:project_id>/annotators")
 @require_role("admin")
 def annotators_page(project_id: int):
-    """One row per worker: tasks, gold accuracy, agreement, time and edits per crop; block buttons."""
+    """One row per worker: tasks, gold accuracy and gain, agreement, time and edits per crop; block buttons."""
+    from backend.services.tasks import MIN_GOLD_GAIN, QUALIFYING_GOLD
+
     with runtime().db.session() as s:
         project = project_service.get_project(s, project_id)
         rows = annotators.annotator_table(s, project_id)
-    return render_page("admin/annotators.html", project, tab="annotators", annotators=rows)
+    return render_page("admin/annotators.html", project, tab="annotators", annotators=rows,
+                       qualifying_gold=QUALIFYING_GOLD, min_gold_gain=MIN_GOLD_GAIN)
 
 
 @bp.get("/api/projects/<int:project_id>/annotators")

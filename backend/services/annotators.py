@@ -43,16 +43,18 @@ def annotator_table(session: Session, project_id: int) -> list[dict]:
         ``id``, ``platform``, ``worker_id``, ``blocked``; ``tasks_done`` (assignments they
         submitted, including ones later dropped by a block); ``gold_tasks`` and
         ``gold_accuracy`` (mean F1 0–1 against the expert labels of gold crops, None without
-        gold tasks); ``agreement`` (mean agreement score 0–1 with the fused consensus, over
+        gold tasks); ``gold_gain`` (mean share of what the gold crops' starting labels got wrong
+        that they fixed, over ``gain_tasks`` gold tasks whose start needed fixing; a worker below
+        :data:`backend.services.tasks.MIN_GOLD_GAIN` is blocked automatically); ``agreement`` (mean agreement score 0–1 with the fused consensus, over
         their fused submissions; ``agreement_tasks`` of them); ``median_seconds`` (active
         seconds per crop) and ``median_edits`` (edits per crop); ``leased`` (live leases now);
         ``last_submitted_at`` (ISO 8601 UTC or None).
     """
     annotators = list(session.scalars(select(Annotator).where(Annotator.project_id == project_id)))
     done: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for annotator_id, seconds, edits, gold, agreement, submitted_at in session.execute(
+    for annotator_id, seconds, edits, gold, gain, agreement, submitted_at in session.execute(
         select(Assignment.annotator_id, Assignment.active_seconds, Assignment.edit_count, Assignment.gold_score,
-               Assignment.agreement, Assignment.submitted_at)
+               Assignment.gold_gain, Assignment.agreement, Assignment.submitted_at)
         .join(Annotator, Annotator.id == Assignment.annotator_id)
         .where(Annotator.project_id == project_id, Assignment.submitted_at.isnot(None))
     ):
@@ -62,6 +64,8 @@ def annotator_table(session: Session, project_id: int) -> list[dict]:
         d["submitted_at"].append(submitted_at)
         if gold is not None:
             d["gold"].append(float(gold))
+        if gain is not None:
+            d["gain"].append(float(gain))
         if isinstance(agreement, dict) and agreement.get("score") is not None:
             d["agreement"].append(float(agreement["score"]))
     now = utcnow()
@@ -79,6 +83,7 @@ def annotator_table(session: Session, project_id: int) -> list[dict]:
             "id": a.id, "platform": a.platform, "worker_id": a.worker_id, "blocked": bool(a.blocked),
             "tasks_done": len(d.get("seconds", [])),
             "gold_tasks": len(d.get("gold", [])), "gold_accuracy": _mean(d.get("gold", [])),
+            "gain_tasks": len(d.get("gain", [])), "gold_gain": _mean(d.get("gain", [])),
             "agreement_tasks": len(d.get("agreement", [])), "agreement": _mean(d.get("agreement", [])),
             "median_seconds": _median(d.get("seconds", [])), "median_edits": _median(d.get("edits", [])),
             "leased": int(leased.get(a.id, 0)),

@@ -519,6 +519,7 @@ def test_annotator_table_figures(admin_http, runtime):
                 s.add(Assignment(crop_id=crop_ids[n], annotator_id=annotator.id, platform="generic",
                                  external_worker_id=worker, lease_expires_at=utcnow(), status="submitted",
                                  submitted_at=utcnow(), active_seconds=seconds, edit_count=edits, gold_score=gold,
+                                 gold_gain=None if gold is None else gold - 0.5,
                                  agreement=None if agreement is None else {"score": agreement, "mean_iou": 0.5}))
         idle = Annotator(project_id=pid, platform="generic", worker_id="idle")
         s.add(idle)
@@ -529,6 +530,7 @@ def test_annotator_table_figures(admin_http, runtime):
     ann = rows["ann"]
     assert ann["tasks_done"] == 3 and ann["gold_tasks"] == 2 and ann["agreement_tasks"] == 2
     assert ann["gold_accuracy"] == pytest.approx(statistics.mean([0.9, 0.7]))
+    assert ann["gain_tasks"] == 2 and ann["gold_gain"] == pytest.approx(statistics.mean([0.4, 0.2]))
     assert ann["agreement"] == pytest.approx(statistics.mean([0.8, 0.6]))
     assert ann["median_seconds"] == statistics.median([40.0, 60.0, 90.0])
     assert ann["median_edits"] == statistics.median([10, 20, 5])
@@ -536,7 +538,8 @@ def test_annotator_table_figures(admin_http, runtime):
     assert rows["idle"]["tasks_done"] == 0 and rows["idle"]["leased"] == 1 and rows["idle"]["median_seconds"] is None
     assert list(rows) == ["ann", "bo", "idle"]  # most productive first
     page = admin_http.get(f"/projects/{pid}/annotators").data.decode()
-    assert "ann" in page and "80 %" in page and "70 %" in page and "Block" in page
+    assert "ann" in page and "80 %" in page and "70 %" in page and "30 %" in page and "Block" in page
+    assert "first 2 tasks are gold" in page
 
 
 def test_blocking_a_worker_drops_their_pending_submission_from_fusion(admin_http, client, runtime):
