@@ -46,8 +46,9 @@ def annotator_table(session: Session, project_id: int) -> list[dict]:
         gold tasks); ``gold_gain`` (mean share of what the gold crops' starting labels got wrong
         that they fixed, over ``gain_tasks`` gold tasks whose start needed fixing; a worker below
         :data:`backend.services.tasks.MIN_GOLD_GAIN` is blocked automatically); ``agreement``
-        (mean agreement score 0–1 with the fused consensus, over their fused submissions; ``agreement_tasks`` of them); ``median_seconds`` (active
-        seconds per crop) and ``median_edits`` (edits per crop); ``leased`` (live leases now);
+        (mean agreement score 0–1 with the fused consensus, over their fused submissions;
+        ``agreement_tasks`` of them); ``median_seconds`` (active seconds per crop) and
+        ``median_edits`` (edits per crop); ``leased`` (live leases now);
         ``last_submitted_at`` (ISO 8601 UTC or None).
     """
     annotators = list(session.scalars(select(Annotator).where(Annotator.project_id == project_id)))
