@@ -16,7 +16,7 @@ dealt to even difficulty: what the round-0 reference gets wrong on them
 (:func:`worker.simulation_data.balanced_rounds`). ``--data FILE.npz`` runs
 the loop on a lab's labelled images instead.
 
-Default size (about 32 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;
+Default size (about 30 min on the 2-core CPU): 4 rounds of 4 new 512x512 images (2 channels;
 4 crops of 270 px each), 4 annotators (careful x2, hasty, spammer), 2 per crop, small backbone,
 75 training steps per approved image (300, 600, 900, 1,200 steps: at a fixed length each image
 would be seen less every round), each fine-tuned from what predicts (the generalist, then the
